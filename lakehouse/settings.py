@@ -1,0 +1,190 @@
+"""The one settings object: every endpoint, credential and path comes from here.
+
+Values come from (highest first) environment variables ``LAKEHOUSE_*``, the project's
+``.env``, then the generated ``<home>/credentials.env``, then the embedded defaults below.
+The compose deployment sets the same keys with container host names.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CREDENTIALS_FILE = "credentials.env"
+
+# Credentials generated on first `up` when not given; field name -> generator.
+_GENERATED_CREDENTIALS = {
+    "s3_access_key": lambda: "lh" + secrets.token_hex(8),
+    "s3_secret_key": lambda: secrets.token_urlsafe(30),
+    "postgres_password": lambda: secrets.token_urlsafe(18),
+    "dashboard_password": lambda: secrets.token_urlsafe(18),
+    "airflow_admin_password": lambda: secrets.token_urlsafe(12),
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LAKEHOUSE_", env_file=PROJECT_ROOT / ".env", extra="ignore"
+    )
+
+    home: Path = Field(PROJECT_ROOT / ".lakehouse", description="all data, logs and pids")
+
+    # Hosts: 127.0.0.1 in the embedded deployment, service names under compose.
+    bind_host: str = "127.0.0.1"
+    kafka_host: str = "127.0.0.1"
+    s3_host: str = "127.0.0.1"
+    postgres_host: str = "127.0.0.1"
+
+    # Ports are off the usual defaults so the platform does not collide with
+    # a Kafka, Postgres or Airflow the user may already run.
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    s3_port: int = 19000
+    s3_master_port: int = 19333
+    s3_volume_port: int = 18380
+    s3_filer_port: int = 18888
+    s3_grpc_port_base: int = 29000  # SeaweedFS's internal gRPC ports: base + 1..4
+    postgres_port: int = 15432
+    airflow_port: int = 18080
+    dashboard_port: int = 18501
+    spark_master_port: int = 17077
+    spark_master_ui_port: int = 18090
+    spark_worker_ui_port: int = 18091
+
+    kafka_default_partitions: int = 3
+    s3_bucket: str = "lakehouse"
+    s3_region: str = "us-east-1"
+
+    postgres_user: str = "lakehouse"
+    postgres_db: str = "lakehouse"
+    airflow_db: str = "airflow"
+    dashboard_user: str = "dashboard_ro"
+    airflow_admin_user: str = "admin"
+
+    # Generated into <home>/credentials.env (mode 0600) on first `up` when unset.
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    postgres_password: str | None = None
+    dashboard_password: str | None = None
+    airflow_admin_password: str | None = None
+
+    spark_master: str = "local[*]"
+    spark_driver_memory: str = "1g"
+    spark_worker_cores: int = 2
+    spark_worker_memory: str = "2g"
+    airflow_parallelism: int = 4
+    service_stop_timeout_s: float = 20.0
+
+    # ---- paths -------------------------------------------------------------------
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.home / "jars"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.home / CREDENTIALS_FILE
+
+    @property
+    def venv_bin(self) -> Path:
+        return Path(sys.executable).parent
+
+    # ---- endpoints ---------------------------------------------------------------
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://{self.s3_host}:{self.s3_port}"
+
+    @property
+    def lake_uri(self) -> str:
+        """Root of the lake as Spark sees it (S3A)."""
+        return f"s3a://{self.s3_bucket}"
+
+    def postgres_dsn(self, database: str | None = None, *, dashboard: bool = False) -> str:
+        user, password = (
+            (self.dashboard_user, self.dashboard_password)
+            if dashboard
+            else (self.postgres_user, self.postgres_password)
+        )
+        return (
+            f"host={self.postgres_host} port={self.postgres_port} "
+            f"dbname={database or self.postgres_db} user={user} password={password}"
+        )
+
+    def postgres_sqlalchemy_url(self, database: str) -> str:
+        return (
+            f"postgresql+psycopg2://{self.postgres_user}:{self.postgres_password}"
+            f"@{self.postgres_host}:{self.postgres_port}/{database}"
+        )
+
+    @property
+    def jdbc_url(self) -> str:
+        return f"jdbc:postgresql://{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.bind_host}:{self.airflow_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.bind_host}:{self.dashboard_port}"
+
+    @property
+    def spark_cluster_master(self) -> str:
+        return f"spark://{self.bind_host}:{self.spark_master_port}"
+
+    @cached_property
+    def missing_credentials(self) -> list[str]:
+        return [name for name in _GENERATED_CREDENTIALS if getattr(self, name) is None]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings with the generated credentials file of the configured home folded in."""
+    base = Settings(**overrides)
+    if base.credentials_path.exists():
+        return Settings(_env_file=(base.credentials_path, PROJECT_ROOT / ".env"), **overrides)
+    return base
+
+
+def ensure_credentials(settings: Settings) -> tuple[Settings, dict[str, str]]:
+    """Generate the credentials that are still unset, store them with mode 0600.
+
+    Returns the reloaded settings and the newly generated values (to print once).
+    """
+    generated = {name: _GENERATED_CREDENTIALS[name]() for name in settings.missing_credentials}
+    if not generated:
+        return settings, {}
+    settings.home.mkdir(parents=True, exist_ok=True)
+    path = settings.credentials_path
+    existing = path.read_text() if path.exists() else ""
+    lines = [f"LAKEHOUSE_{name.upper()}={value}" for name, value in generated.items()]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(existing + "\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+    return load_settings(home=settings.home), generated
