@@ -1,0 +1,35 @@
+"""The demo feed `make up` starts: the market simulator at a gentle rate."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from infra.base import Service
+from lakehouse.settings import PROJECT_ROOT
+
+
+class DemoFeedService(Service):
+    name = "demo-feed"
+    start_timeout_s = 20.0
+    events_per_second = 20
+
+    def ports(self) -> dict[str, int]:
+        return {}
+
+    def url(self) -> str:
+        return f"kafka://{self.settings.kafka_bootstrap}/stock-trades"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "producers.market", "--rate", str(self.events_per_second)]
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        env["PYTHONPATH"] = str(PROJECT_ROOT)
+        return env
+
+    def is_healthy(self) -> bool:
+        # No port to ask: still alive a few seconds after start means it reached Kafka
+        # (it exits with a clear message when the broker is unreachable).
+        proc = self.process.process()
+        return proc is not None and time.time() - proc.create_time() > 3

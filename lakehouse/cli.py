@@ -1,0 +1,194 @@
+"""`lakehouse`: install, start, stop and inspect the embedded platform."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lakehouse import platform
+from lakehouse.install import InstallError, install
+from lakehouse.process import port_bindable
+from lakehouse.settings import Settings, ensure_credentials, load_settings
+
+app = typer.Typer(
+    help="A streaming lakehouse on one machine: Kafka, S3, Postgres, Spark + Delta, "
+    "Airflow and a dashboard as local processes.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+MIN_JAVA = 17
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def java_major_version() -> int | None:
+    """Major version of `java` on PATH, or None when there is none."""
+    if shutil.which("java") is None:
+        return None
+    result = subprocess.run(["java", "-version"], capture_output=True, text=True)
+    for token in (result.stderr + result.stdout).split():
+        token = token.strip('"')
+        if token[:1].isdigit():
+            head = token.split(".")[0]
+            return int(head) if head.isdigit() else None
+    return None
+
+
+def _require_java() -> None:
+    version = java_major_version()
+    if version is None:
+        raise _fail(f"Java is not installed: install a JDK {MIN_JAVA}+ (apt-get install openjdk-17-jdk-headless).")
+    if version < MIN_JAVA:
+        raise _fail(f"Java {version} is too old: Kafka 4 and Spark 4 need Java {MIN_JAVA} or newer.")
+
+
+def _install(settings: Settings) -> None:
+    _require_java()
+    try:
+        with console.status("checking jars") as spinner:
+            install(settings, log=lambda line: spinner.update(line) or console.print(f"  {line}"))
+    except InstallError as error:
+        raise _fail(str(error)) from None
+
+
+@app.command("install")
+def install_command() -> None:
+    """Fetch the jars pip cannot install (Kafka broker, Spark's Kafka/Delta/S3A jars)."""
+    _install(load_settings())
+    console.print("[green]installed[/green]")
+
+
+@app.command()
+def up(
+    demo: bool = typer.Option(True, "--demo/--no-demo", help="start the demo market feed"),
+    spark_cluster: bool = typer.Option(
+        False, "--spark-cluster", help="also start a Spark standalone master and worker"
+    ),
+) -> None:
+    """Install what is missing, start every service, wait until healthy, print the URLs."""
+    settings, generated = ensure_credentials(load_settings())
+    if spark_cluster:
+        settings = settings.model_copy(update={"spark_master": settings.spark_cluster_master})
+    _install(settings)
+    chosen = platform.services(settings, spark_cluster=spark_cluster, demo=demo)
+    try:
+        with console.status("starting the platform") as spinner:
+            report = platform.up(
+                chosen, log=lambda line: spinner.update(line) or console.print(f"  {line}")
+            )
+    except platform.PlatformError as error:
+        raise _fail(str(error)) from None
+    _print_status(platform.status(chosen))
+    if report.already_running:
+        console.print(f"already running: {', '.join(report.already_running)}")
+    console.print(f"ready in {report.seconds:.1f} s")
+    if generated:
+        console.print(
+            f"Generated credentials (stored in {settings.credentials_path}, mode 0600; "
+            "shown only this once):"
+        )
+        for name, value in generated.items():
+            console.print(f"  {name} = {value}", highlight=False)
+    console.print(
+        f"Airflow: {settings.airflow_url} (user {settings.airflow_admin_user})   "
+        f"Dashboard: {settings.dashboard_url}   S3: {settings.s3_endpoint} "
+        f"(bucket {settings.s3_bucket})   Kafka: {settings.kafka_bootstrap}"
+    )
+
+
+@app.command()
+def down() -> None:
+    """Stop everything `up` started (SIGTERM, then SIGKILL after a timeout)."""
+    settings = load_settings()
+    stopped = platform.down(platform.all_services(settings), log=console.print)
+    console.print("stopped " + (", ".join(stopped) if stopped else "nothing (nothing was running)"))
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Per service: pid, ports, healthy, URL, RSS memory."""
+    settings = load_settings()
+    rows = platform.status(platform.all_services(settings))
+    if as_json:
+        total = sum(row["rss_mb"] for row in rows)
+        print(json.dumps({"services": rows, "total_rss_mb": round(total, 1)}, indent=2))
+        return
+    _print_status(rows)
+
+
+def _print_status(rows: list[dict]) -> None:
+    table = Table("service", "pid", "healthy", "ports", "url", "RSS MB")
+    for row in rows:
+        healthy = "[green]yes[/green]" if row["healthy"] else (
+            "[red]no[/red]" if row["running"] else "[dim]stopped[/dim]"
+        )
+        table.add_row(
+            row["service"], str(row["pid"] or "-"), healthy,
+            ",".join(map(str, row["ports"])) or "-", row["url"], f"{row['rss_mb']:.0f}",
+        )
+    console.print(table)
+    console.print(f"total RSS: {sum(r['rss_mb'] for r in rows) / 1024:.2f} GiB")
+
+
+@app.command()
+def logs(
+    service: str = typer.Argument(..., help="service name, as in `lakehouse status`"),
+    lines: int = typer.Option(50, "-n", "--lines"),
+) -> None:
+    """Print the last lines of a service's log."""
+    settings = load_settings()
+    by_name = {s.name: s for s in platform.all_services(settings)}
+    if service not in by_name:
+        raise _fail(f"no service named {service!r}; choose one of: {', '.join(by_name)}.", 2)
+    sys.stdout.write(by_name[service].process.tail(lines))
+
+
+@app.command()
+def doctor() -> None:
+    """Check Java, Maven, disk, ports and package versions."""
+    settings = load_settings()
+    problems = 0
+    table = Table("check", "result")
+    java = java_major_version()
+    ok = java is not None and java >= MIN_JAVA
+    problems += not ok
+    table.add_row("java", f"{java}" if ok else f"[red]{java or 'missing'} (need {MIN_JAVA}+)[/red]")
+    mvn = shutil.which("mvn")
+    problems += mvn is None
+    table.add_row("maven", mvn or "[red]missing (apt-get install maven)[/red]")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    free_gb = shutil.disk_usage(settings.home).free / 1e9
+    problems += free_gb < 5
+    table.add_row("disk free", f"{free_gb:.0f} GB" + (" [red](need 5+)[/red]" if free_gb < 5 else ""))
+    for package in ("pyspark", "delta-spark", "apache-airflow", "dbt-duckdb", "duckdb", "kafka-python", "streamlit"):
+        try:
+            table.add_row(package, metadata.version(package))
+        except metadata.PackageNotFoundError:
+            problems += 1
+            table.add_row(package, "[red]not installed (make install)[/red]")
+    for service in platform.all_services(settings):
+        running = service.process.pid is not None
+        for setting, port in service.ports().items():
+            if running or port_bindable(settings.bind_host, port):
+                continue
+            problems += 1
+            table.add_row(f"port {port}", f"[red]in use, needed by {service.name} ({setting})[/red]")
+    console.print(table)
+    if problems:
+        raise _fail(f"{problems} problem(s) found.")
+    console.print("[green]all checks passed[/green]")
+
+
+if __name__ == "__main__":
+    app()

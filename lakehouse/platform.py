@@ -1,0 +1,138 @@
+"""Start, stop and inspect the embedded platform: the services in dependency order."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from infra.airflow import AirflowService
+from infra.base import Service, ServiceError
+from infra.dashboard import DashboardService
+from infra.demo_feed import DemoFeedService
+from infra.kafka import KafkaService
+from infra.postgres import PostgresService
+from infra.s3 import S3Service
+from infra.spark_cluster import SparkMasterService, SparkWorkerService
+from lakehouse.process import port_bindable
+from lakehouse.settings import Settings
+
+Log = Callable[[str], None]
+
+
+class PlatformError(RuntimeError):
+    """`up` failed; the message is for the user as it stands."""
+
+
+def services(settings: Settings, *, spark_cluster: bool = False, demo: bool = True) -> list[Service]:
+    """All services in start order (each may depend on those before it)."""
+    chosen: list[Service] = [
+        PostgresService(settings),
+        S3Service(settings),
+        KafkaService(settings),
+    ]
+    if spark_cluster:
+        chosen += [SparkMasterService(settings), SparkWorkerService(settings)]
+    chosen += [AirflowService(settings), DashboardService(settings)]
+    if demo:
+        chosen.append(DemoFeedService(settings))
+    return chosen
+
+
+def all_services(settings: Settings) -> list[Service]:
+    """Every service `down` and `status` look at, whether or not `up` chose it."""
+    return services(settings, spark_cluster=True, demo=True)
+
+
+def check_ports_free(service: Service) -> None:
+    for setting, port in service.ports().items():
+        if not port_bindable(service.settings.bind_host, port):
+            variable = "LAKEHOUSE_" + setting.split("+")[0].upper()
+            raise PlatformError(
+                f"{service.name} cannot start: port {port} on {service.settings.bind_host} "
+                f"is already in use; stop what holds it or set {variable} to a free port."
+            )
+
+
+def wait_healthy(service: Service, log: Log) -> None:
+    deadline = time.monotonic() + service.start_timeout_s
+    while time.monotonic() < deadline:
+        if service.is_healthy():
+            return
+        if service.process.exited_early():
+            raise PlatformError(f"{service.name} exited during start-up.")
+        time.sleep(0.5)
+    raise PlatformError(
+        f"{service.name} did not become healthy within {service.start_timeout_s:.0f} s."
+    )
+
+
+@dataclass
+class StartReport:
+    started: list[str]
+    already_running: list[str]
+    seconds: float
+
+
+def up(services_in_order: list[Service], log: Log = print) -> StartReport:
+    """Start what is not running, in order; on failure stop what this call started."""
+    begun = time.monotonic()
+    started: list[Service] = []
+    already: list[str] = []
+    current: Service | None = None
+    try:
+        for service in services_in_order:
+            current = service
+            if service.process.process() is not None and service.is_healthy():
+                already.append(service.name)
+                service.after_start()
+                continue
+            service.process.stop(service.settings.service_stop_timeout_s)  # a wedged leftover
+            check_ports_free(service)
+            t0 = time.monotonic()
+            log(f"starting {service.name}")
+            service.prepare()
+            service.process.start(
+                service.command(), env=service.environment(), user=service.run_as_user()
+            )
+            started.append(service)
+            wait_healthy(service, log)
+            service.after_start()
+            log(f"{service.name} healthy in {time.monotonic() - t0:.1f} s")
+    except (PlatformError, ServiceError) as error:
+        detail = ""
+        if current is not None and current.process.log_file.exists():
+            log_file = current.process.log_file
+            detail = f"\nlast lines of {log_file}:\n{current.process.tail(20)}"
+        for service in reversed(started):
+            service.process.stop(service.settings.service_stop_timeout_s)
+        raise PlatformError(f"{error}{detail}") from error
+    return StartReport([s.name for s in started], already, time.monotonic() - begun)
+
+
+def down(services_in_order: list[Service], log: Log = print) -> list[str]:
+    stopped = []
+    for service in reversed(services_in_order):
+        if service.process.stop(service.settings.service_stop_timeout_s):
+            log(f"stopped {service.name}")
+            stopped.append(service.name)
+    return stopped
+
+
+def status(services_in_order: list[Service]) -> list[dict]:
+    rows = []
+    for service in services_in_order:
+        pid = service.process.pid
+        rows.append(
+            {
+                "service": service.name,
+                "pid": pid,
+                "running": pid is not None,
+                "healthy": pid is not None and service.is_healthy(),
+                "ports": list(service.ports().values()),
+                "url": service.url(),
+                "rss_mb": round(service.process.rss_bytes() / 2**20, 1),
+                "log": str(service.process.log_file),
+            }
+        )
+    return rows

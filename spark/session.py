@@ -1,0 +1,87 @@
+"""The one SparkSession factory every job uses.
+
+It sets what every job needs and nothing job-specific: the jars from the install step,
+Delta, S3A against the configured S3 server, RocksDB state with changelog checkpointing,
+UTC, and the running interpreter for Python workers. The same code runs on `local[*]`
+and on a standalone master (`settings.spark_master = spark://...`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from lakehouse.install import jar_set_ready
+from lakehouse.settings import Settings, load_settings
+
+ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+
+
+class SparkSetupError(RuntimeError):
+    pass
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Every configuration key the platform sets (pure, so it can be tested and printed)."""
+    jars_dir = settings.jars_dir / "spark"
+    jars = sorted(str(p) for p in jars_dir.glob("*.jar"))
+    return {
+        "spark.jars": ",".join(jars),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.driver.host": settings.bind_host,
+        "spark.driver.bindAddress": settings.bind_host,
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": "8",
+        "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
+        "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        "spark.executorEnv.PYTHONPATH": os.pathsep.join(sys.path),
+        # S3A against a non-AWS server on loopback (ARCHITECTURE.md §2).
+        "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint,
+        "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region,
+        "spark.hadoop.fs.s3a.access.key": settings.s3_access_key or "",
+        "spark.hadoop.fs.s3a.secret.key": settings.s3_secret_key or "",
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+        "spark.hadoop.fs.s3a.aws.credentials.provider":
+            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "spark.hadoop.fs.s3a.change.detection.mode": "warn",
+        "spark.hadoop.fs.s3a.directory.marker.retention": "keep",
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.attempts.maximum": "3",
+        "spark.hadoop.fs.s3a.retry.limit": "3",
+        # One driver writes each Delta table (ARCHITECTURE.md §3); this log store
+        # serialises commits inside that driver.
+        "spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore",
+    }
+
+
+def build_spark_session(
+    app_name: str, settings: Settings | None = None, *, master: str | None = None,
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
+    settings = settings or load_settings()
+    if not jar_set_ready(settings, "spark"):
+        raise SparkSetupError(
+            f"Spark's extra jars are not installed under {settings.jars_dir / 'spark'}: "
+            "run `lakehouse install` (or `make up`)."
+        )
+    if settings.s3_access_key is None:
+        raise SparkSetupError(
+            f"No S3 credentials in {settings.credentials_path}: run `make up` first."
+        )
+    # Workers must run this interpreter, with this project importable.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    os.environ.setdefault("SPARK_LOCAL_IP", settings.bind_host)
+    builder = SparkSession.builder.appName(app_name).master(master or settings.spark_master)
+    for key, value in {**spark_conf(settings), **(extra_conf or {})}.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
