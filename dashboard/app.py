@@ -11,7 +11,10 @@ from lakehouse.settings import load_settings
 st.set_page_config(page_title="Streaming lakehouse", layout="wide")
 st.title("Streaming lakehouse")
 settings = load_settings()
-st.caption(f"Airflow: {settings.airflow_url} · S3: {settings.s3_endpoint} · Kafka: {settings.kafka_bootstrap}")
+st.caption(
+    f"Airflow: {settings.airflow_url} · S3: {settings.s3_endpoint} · "
+    f"Kafka: {settings.kafka_bootstrap}"
+)
 results = check_services(settings)
 st.subheader("Platform services")
 st.dataframe(

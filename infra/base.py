@@ -55,10 +55,10 @@ class Service(ABC):
     def run_as_user(self) -> str | None:
         return None
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook
         """One-time initialisation of the data folder; must be idempotent."""
 
-    def after_start(self) -> None:
+    def after_start(self) -> None:  # noqa: B027 - optional hook
         """Set-up that needs the running service; must be idempotent."""
 
     def extra_status(self) -> Mapping[str, str]:

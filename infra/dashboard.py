@@ -21,9 +21,13 @@ class DashboardService(Service):
     def command(self) -> list[str]:
         s = self.settings
         return [
-            str(s.venv_bin / "streamlit"), "run", str(PROJECT_ROOT / "dashboard" / "app.py"),
-            "--server.headless=true", f"--server.address={s.bind_host}",
-            f"--server.port={s.dashboard_port}", "--browser.gatherUsageStats=false",
+            str(s.venv_bin / "streamlit"),
+            "run",
+            str(PROJECT_ROOT / "dashboard" / "app.py"),
+            "--server.headless=true",
+            f"--server.address={s.bind_host}",
+            f"--server.port={s.dashboard_port}",
+            "--browser.gatherUsageStats=false",
             "--server.fileWatcherType=none",
         ]
 

@@ -93,16 +93,25 @@ class S3Service(Service):
         s = self.settings
         base = s.s3_grpc_port_base
         return [
-            self._weed(), "mini",
+            self._weed(),
+            "mini",
             f"-dir={self.data_dir / 'store'}",
-            f"-ip={s.bind_host}", f"-ip.bind={s.bind_host}",
-            f"-s3.port={s.s3_port}", f"-s3.port.grpc={base + 4}",
+            f"-ip={s.bind_host}",
+            f"-ip.bind={s.bind_host}",
+            f"-s3.port={s.s3_port}",
+            f"-s3.port.grpc={base + 4}",
             f"-s3.config={self._config_file}",
-            f"-master.port={s.s3_master_port}", f"-master.port.grpc={base + 1}",
-            f"-volume.port={s.s3_volume_port}", f"-volume.port.grpc={base + 2}",
-            f"-filer.port={s.s3_filer_port}", f"-filer.port.grpc={base + 3}",
-            "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-master.port={s.s3_master_port}",
+            f"-master.port.grpc={base + 1}",
+            f"-volume.port={s.s3_volume_port}",
+            f"-volume.port.grpc={base + 2}",
+            f"-filer.port={s.s3_filer_port}",
+            f"-filer.port.grpc={base + 3}",
+            "-master.telemetry=false",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
         ]
 
     def is_healthy(self) -> bool:

@@ -46,9 +46,14 @@ class SparkMasterService(_SparkDaemon):
     def command(self) -> list[str]:
         s = self.settings
         return [
-            str(s.venv_bin / "spark-class"), "org.apache.spark.deploy.master.Master",
-            "--host", s.bind_host, "--port", str(s.spark_master_port),
-            "--webui-port", str(s.spark_master_ui_port),
+            str(s.venv_bin / "spark-class"),
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            s.bind_host,
+            "--port",
+            str(s.spark_master_port),
+            "--webui-port",
+            str(s.spark_master_ui_port),
         ]
 
     def is_healthy(self) -> bool:
@@ -68,9 +73,16 @@ class SparkWorkerService(_SparkDaemon):
     def command(self) -> list[str]:
         s = self.settings
         return [
-            str(s.venv_bin / "spark-class"), "org.apache.spark.deploy.worker.Worker",
-            "--host", s.bind_host, "--webui-port", str(s.spark_worker_ui_port),
-            "--cores", str(s.spark_worker_cores), "--memory", s.spark_worker_memory,
+            str(s.venv_bin / "spark-class"),
+            "org.apache.spark.deploy.worker.Worker",
+            "--host",
+            s.bind_host,
+            "--webui-port",
+            str(s.spark_worker_ui_port),
+            "--cores",
+            str(s.spark_worker_cores),
+            "--memory",
+            s.spark_worker_memory,
             s.spark_cluster_master,
         ]
 

@@ -48,9 +48,14 @@ def java_major_version() -> int | None:
 def _require_java() -> None:
     version = java_major_version()
     if version is None:
-        raise _fail(f"Java is not installed: install a JDK {MIN_JAVA}+ (apt-get install openjdk-17-jdk-headless).")
+        raise _fail(
+            f"Java is not installed: install a JDK {MIN_JAVA}+ "
+            "(apt-get install openjdk-17-jdk-headless)."
+        )
     if version < MIN_JAVA:
-        raise _fail(f"Java {version} is too old: Kafka 4 and Spark 4 need Java {MIN_JAVA} or newer.")
+        raise _fail(
+            f"Java {version} is too old: Kafka 4 and Spark 4 need Java {MIN_JAVA} or newer."
+        )
 
 
 def _install(settings: Settings) -> None:
@@ -130,12 +135,18 @@ def status(as_json: bool = typer.Option(False, "--json", help="machine-readable 
 def _print_status(rows: list[dict]) -> None:
     table = Table("service", "pid", "healthy", "ports", "url", "RSS MB")
     for row in rows:
-        healthy = "[green]yes[/green]" if row["healthy"] else (
-            "[red]no[/red]" if row["running"] else "[dim]stopped[/dim]"
+        healthy = (
+            "[green]yes[/green]"
+            if row["healthy"]
+            else ("[red]no[/red]" if row["running"] else "[dim]stopped[/dim]")
         )
         table.add_row(
-            row["service"], str(row["pid"] or "-"), healthy,
-            ",".join(map(str, row["ports"])) or "-", row["url"], f"{row['rss_mb']:.0f}",
+            row["service"],
+            str(row["pid"] or "-"),
+            healthy,
+            ",".join(map(str, row["ports"])) or "-",
+            row["url"],
+            f"{row['rss_mb']:.0f}",
         )
     console.print(table)
     console.print(f"total RSS: {sum(r['rss_mb'] for r in rows) / 1024:.2f} GiB")
@@ -170,8 +181,18 @@ def doctor() -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(settings.home).free / 1e9
     problems += free_gb < 5
-    table.add_row("disk free", f"{free_gb:.0f} GB" + (" [red](need 5+)[/red]" if free_gb < 5 else ""))
-    for package in ("pyspark", "delta-spark", "apache-airflow", "dbt-duckdb", "duckdb", "kafka-python", "streamlit"):
+    table.add_row(
+        "disk free", f"{free_gb:.0f} GB" + (" [red](need 5+)[/red]" if free_gb < 5 else "")
+    )
+    for package in (
+        "pyspark",
+        "delta-spark",
+        "apache-airflow",
+        "dbt-duckdb",
+        "duckdb",
+        "kafka-python",
+        "streamlit",
+    ):
         try:
             table.add_row(package, metadata.version(package))
         except metadata.PackageNotFoundError:
@@ -183,7 +204,9 @@ def doctor() -> None:
             if running or port_bindable(settings.bind_host, port):
                 continue
             problems += 1
-            table.add_row(f"port {port}", f"[red]in use, needed by {service.name} ({setting})[/red]")
+            table.add_row(
+                f"port {port}", f"[red]in use, needed by {service.name} ({setting})[/red]"
+            )
     console.print(table)
     if problems:
         raise _fail(f"{problems} problem(s) found.")

@@ -21,7 +21,8 @@ from lakehouse.settings import PROJECT_ROOT, Settings
 
 POM_DIR = PROJECT_ROOT / "infra" / "maven"
 JAR_SETS = {"spark": POM_DIR / "spark-jars.pom.xml", "kafka": POM_DIR / "kafka.pom.xml"}
-_VERSION_SUFFIX = re.compile(r"-\d[\w.\-]*\.jar$")
+# "-4.2.0.jar", "-2.2.5.Final.jar", "-1.5.7-7.jar", but not the "-0-10" in "kafka-0-10_2.13"
+_VERSION_SUFFIX = re.compile(r"-\d+(\.\d+)*(-\d+)?([.-][A-Za-z]\w*)?\.jar$")
 
 
 class InstallError(RuntimeError):
@@ -59,8 +60,14 @@ def fetch_jar_set(settings: Settings, name: str, log: Callable[[str], None] = pr
     with tempfile.TemporaryDirectory(dir=settings.home) as staging:
         result = subprocess.run(
             [
-                "mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-                f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+                "mvn",
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}",
+                "-DincludeScope=runtime",
             ],
             capture_output=True,
             text=True,

@@ -7,11 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from infra.airflow import AirflowService
+from infra.kafka import KafkaService
+from infra.postgres import PostgresService
+
 from infra.base import Service, ServiceError
 from infra.dashboard import DashboardService
 from infra.demo_feed import DemoFeedService
-from infra.kafka import KafkaService
-from infra.postgres import PostgresService
 from infra.s3 import S3Service
 from infra.spark_cluster import SparkMasterService, SparkWorkerService
 from lakehouse.process import port_bindable
@@ -24,7 +25,9 @@ class PlatformError(RuntimeError):
     """`up` failed; the message is for the user as it stands."""
 
 
-def services(settings: Settings, *, spark_cluster: bool = False, demo: bool = True) -> list[Service]:
+def services(
+    settings: Settings, *, spark_cluster: bool = False, demo: bool = True
+) -> list[Service]:
     """All services in start order (each may depend on those before it)."""
     chosen: list[Service] = [
         PostgresService(settings),

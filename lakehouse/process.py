@@ -7,6 +7,7 @@ any descendant that escaped it, SIGTERM first, SIGKILL after a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -63,7 +64,9 @@ class ManagedProcess:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
-            log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(command)}\n".encode())
+            log.write(
+                f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(command)}\n".encode()
+            )
             log.flush()
             proc = subprocess.Popen(
                 list(command),
@@ -108,10 +111,8 @@ class ManagedProcess:
             return 0
         total = 0
         for member in [proc, *_children(proc)]:
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += member.memory_info().rss
-            except psutil.Error:
-                pass
         return total
 
     def tail(self, lines: int = 20) -> str:
@@ -129,17 +130,13 @@ def _children(proc: psutil.Process) -> list[psutil.Process]:
 
 
 def _signal(proc: psutil.Process, sig: int) -> None:
-    try:
+    with contextlib.suppress(psutil.Error):
         proc.send_signal(sig)
-    except psutil.Error:
-        pass
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def port_in_use(host: str, port: int) -> bool:

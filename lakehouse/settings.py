@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(PROJECT_ROOT / ".lakehouse", description="all data, logs and pids")
+    jars_path: Path | None = Field(None, description="jar folder; default <home>/jars")
 
     # Hosts: 127.0.0.1 in the embedded deployment, service names under compose.
     bind_host: str = "127.0.0.1"
@@ -97,7 +98,7 @@ class Settings(BaseSettings):
 
     @property
     def jars_dir(self) -> Path:
-        return self.home / "jars"
+        return self.jars_path or self.home / "jars"
 
     @property
     def checkpoints_dir(self) -> Path:

@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from lakehouse.install import jar_set_ready
 from lakehouse.settings import Settings, load_settings
 
+S3A_STATIC_CREDENTIALS = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
@@ -50,8 +51,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3a.secret.key": settings.s3_secret_key or "",
         "spark.hadoop.fs.s3a.path.style.access": "true",
         "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
-        "spark.hadoop.fs.s3a.aws.credentials.provider":
-            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "spark.hadoop.fs.s3a.aws.credentials.provider": S3A_STATIC_CREDENTIALS,
         "spark.hadoop.fs.s3a.change.detection.mode": "warn",
         "spark.hadoop.fs.s3a.directory.marker.retention": "keep",
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
@@ -64,7 +64,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 
 
 def build_spark_session(
-    app_name: str, settings: Settings | None = None, *, master: str | None = None,
+    app_name: str,
+    settings: Settings | None = None,
+    *,
+    master: str | None = None,
     extra_conf: dict[str, str] | None = None,
 ) -> SparkSession:
     settings = settings or load_settings()

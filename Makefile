@@ -1,0 +1,57 @@
+# Streaming lakehouse: `make up` to run it, `make test` to test it. `make help` lists all.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LAKEHOUSE := $(VENV)/bin/lakehouse
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install up up-cluster down status test test-fast bench lint doctor clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(STAMP): infra/requirements.txt pyproject.toml
+	@command -v python3.11 >/dev/null || command -v python3 >/dev/null || { echo "Python 3.11 is required"; exit 1; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r infra/requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP) ## virtualenv, Python packages and jars (idempotent)
+	$(LAKEHOUSE) install
+
+up: install ## install what is missing, start the platform and a demo feed, print URLs
+	$(LAKEHOUSE) up
+
+up-cluster: install ## same, with a Spark standalone master + worker
+	$(LAKEHOUSE) up --spark-cluster
+
+down: ## stop everything `up` started
+	@test -x $(LAKEHOUSE) && $(LAKEHOUSE) down || echo "nothing installed, nothing to stop"
+
+status: ## per service: pid, port, health, URL, memory
+	$(LAKEHOUSE) status
+
+doctor: ## check Java, Maven, disk, ports, versions
+	$(LAKEHOUSE) doctor
+
+# pytest's exit code 5 means no test ran: that is a failure here, not a pass.
+test: install ## run the test suite (starts its own platform under .lakehouse-test)
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test-fast: install ## only the tests that need no running service
+	$(PY) -m pytest -m "not services and not spark and not slow" $(PYTEST_ARGS)
+
+bench: install ## benchmarks, JSON results under bench-results/
+	$(LAKEHOUSE) bench all --json
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check lakehouse infra spark producers dashboard dags tests
+
+clean: down ## stop and delete all local data (.lakehouse)
+	rm -rf .lakehouse .lakehouse-test

@@ -1,0 +1,83 @@
+"""Shared fixtures: one real platform for the whole session, on its own home and ports.
+
+The test platform lives under .lakehouse-test with every port shifted by TEST_PORT_SHIFT,
+so `make test` never touches a platform started by `make up`. It is started once through
+the real CLI (`lakehouse up`), reused when already running, and stopped by the lifecycle
+test at the end (or by the session teardown if that test did not run).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
+
+TEST_HOME = PROJECT_ROOT / ".lakehouse-test"
+TEST_PORT_SHIFT = 100
+LAKEHOUSE_CLI = str(Path(sys.executable).parent / "lakehouse")
+
+
+def shifted_port_env(shift: int) -> dict[str, str]:
+    """LAKEHOUSE_*_PORT variables for every port setting, moved by `shift`."""
+    env = {}
+    for name, field in Settings.model_fields.items():
+        if name.endswith("_port") or name.endswith("_port_base"):
+            env[f"LAKEHOUSE_{name.upper()}"] = str(field.default + shift)
+    return env
+
+
+def platform_env(home: Path, shift: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
+    env.update(shifted_port_env(shift))
+    env["LAKEHOUSE_HOME"] = str(home)
+    env["LAKEHOUSE_JARS_PATH"] = str(Settings().jars_dir)  # share the installed jars
+    env["LAKEHOUSE_SPARK_DRIVER_MEMORY"] = "1g"
+    env["AIRFLOW_HOME"] = str(home / "airflow")
+    return env
+
+
+TEST_ENV = platform_env(TEST_HOME, TEST_PORT_SHIFT)
+# Everything in this process (fixtures, Spark, clients) sees the test platform.
+os.environ.update(TEST_ENV)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
+    return subprocess.run(
+        [LAKEHOUSE_CLI, *args],
+        env=env or TEST_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_ROOT,
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The lifecycle test stops the shared platform, so it runs last.
+    items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)
+
+
+@pytest.fixture(scope="session")
+def platform() -> Settings:
+    """The running test platform (Postgres, S3, Kafka, Spark cluster, Airflow, dashboard)."""
+    result = run_cli("up", "--no-demo", "--spark-cluster")
+    if result.returncode != 0:
+        pytest.fail(f"`lakehouse up` failed:\n{result.stdout}\n{result.stderr}")
+    yield load_settings()
+    if os.environ.get("LAKEHOUSE_TEST_KEEP") != "1":
+        run_cli("down")
+
+
+@pytest.fixture(scope="session")
+def spark(platform: Settings):
+    """A local Spark session on the test platform (one per test session: JVM start is slow)."""
+    from spark.session import build_spark_session
+
+    session = build_spark_session("tests", platform, master="local[2]")
+    yield session
+    session.stop()

@@ -1,0 +1,51 @@
+"""The supervisor with real processes: trees are stopped, stubborn ones killed."""
+
+import sys
+import time
+
+import psutil
+
+from lakehouse.process import ManagedProcess
+
+# A parent with a child; the child ignores SIGTERM, so only SIGKILL ends it.
+STUBBORN_TREE = """
+import signal, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_stop_ends_the_whole_tree_even_if_a_child_ignores_sigterm(tmp_path):
+    managed = ManagedProcess("stubborn", tmp_path / "run", tmp_path / "logs")
+    pid = managed.start([sys.executable, "-c", STUBBORN_TREE])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not managed.process().children():
+        time.sleep(0.1)
+    child = managed.process().children()[0]
+    assert managed.pid == pid and managed.rss_bytes() > 0
+
+    assert managed.stop(timeout_s=1.0) is True
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert managed.pid is None
+    assert managed.stop(timeout_s=1.0) is False
+
+
+def test_a_recycled_pid_is_not_taken_for_ours(tmp_path):
+    managed = ManagedProcess("ghost", tmp_path / "run", tmp_path / "logs")
+    managed.run_dir.mkdir(parents=True)
+    # Our own pid with a wrong start time: the pid file must not claim this process.
+    managed.pid_file.write_text(f"{psutil.Process().pid} 12345.0\n")
+    assert managed.process() is None
+    assert managed.exited_early()
+
+
+def test_log_tail_returns_the_last_lines(tmp_path):
+    managed = ManagedProcess("echo", tmp_path / "run", tmp_path / "logs")
+    managed.start([sys.executable, "-c", "for i in range(50): print('line', i)"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "line 49" not in managed.tail(3):
+        time.sleep(0.1)
+    assert managed.tail(3).splitlines() == ["line 47", "line 48", "line 49"]

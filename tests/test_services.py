@@ -1,0 +1,128 @@
+"""The data services for real: Kafka, S3 and Postgres answer clients as users use them."""
+
+import uuid
+
+import boto3
+import psycopg
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from minio import Minio
+from minio.error import S3Error
+
+from infra.s3 import s3_client
+from lakehouse.registry import TOPICS
+
+pytestmark = pytest.mark.services
+
+
+def test_kafka_topics_are_created_with_explicit_partitions(platform):
+    admin = KafkaAdminClient(bootstrap_servers=platform.kafka_bootstrap)
+    try:
+        described = {t["topic"]: t for t in admin.describe_topics([t.name for t in TOPICS])}
+    finally:
+        admin.close()
+    for topic in TOPICS:
+        expected = topic.partitions or platform.kafka_default_partitions
+        assert len(described[topic.name]["partitions"]) == expected, topic.name
+
+
+def test_kafka_produce_and_consume_round_trip(platform):
+    topic = "stock-trades"
+    marker = uuid.uuid4().hex
+    producer = KafkaProducer(bootstrap_servers=platform.kafka_bootstrap, acks="all")
+    for i in range(50):
+        producer.send(topic, key=f"K{i % 5}".encode(), value=f"{marker}:{i}".encode())
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=platform.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"test-{marker}",
+        consumer_timeout_ms=10_000,
+    )
+    seen = [m.value.decode() for m in consumer if m.value.decode().startswith(marker)]
+    consumer.close()
+    assert sorted(seen, key=lambda v: int(v.split(":")[1])) == [f"{marker}:{i}" for i in range(50)]
+
+
+def test_s3_boto3_put_get_and_multipart(platform):
+    client = s3_client(platform)
+    key = f"tests/{uuid.uuid4().hex}.bin"
+    client.put_object(Bucket=platform.s3_bucket, Key=key, Body=b"hello lake")
+    assert client.get_object(Bucket=platform.s3_bucket, Key=key)["Body"].read() == b"hello lake"
+    big = b"x" * (12 * 2**20)
+    config = boto3.s3.transfer.TransferConfig(
+        multipart_threshold=5 * 2**20, multipart_chunksize=5 * 2**20
+    )
+    client.upload_fileobj(
+        __import__("io").BytesIO(big), platform.s3_bucket, key + ".big", Config=config
+    )
+    head = client.head_object(Bucket=platform.s3_bucket, Key=key + ".big")
+    assert head["ContentLength"] == len(big)
+
+
+def test_s3_minio_sdk_put_get(platform):
+    client = Minio(
+        f"{platform.s3_host}:{platform.s3_port}",
+        access_key=platform.s3_access_key,
+        secret_key=platform.s3_secret_key,
+        secure=False,
+        region=platform.s3_region,
+    )
+    key = f"tests/{uuid.uuid4().hex}.txt"
+    client.put_object(platform.s3_bucket, key, __import__("io").BytesIO(b"minio sdk"), 9)
+    response = client.get_object(platform.s3_bucket, key)
+    try:
+        assert response.read() == b"minio sdk"
+    finally:
+        response.close()
+        response.release_conn()
+
+
+def test_s3_wrong_secret_is_refused(platform):
+    client = s3_client(platform, secret_key="not-the-secret")
+    with pytest.raises(ClientError) as error:
+        client.list_objects_v2(Bucket=platform.s3_bucket)
+    assert error.value.response["Error"]["Code"] in {
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+    }
+    anonymous = boto3.client(
+        "s3",
+        endpoint_url=platform.s3_endpoint,
+        region_name=platform.s3_region,
+        config=Config(signature_version=__import__("botocore").UNSIGNED),
+    )
+    with pytest.raises(ClientError):
+        anonymous.list_objects_v2(Bucket=platform.s3_bucket)
+
+
+def test_minio_sdk_wrong_secret_is_refused(platform):
+    client = Minio(
+        f"{platform.s3_host}:{platform.s3_port}",
+        access_key=platform.s3_access_key,
+        secret_key="wrong",
+        secure=False,
+        region=platform.s3_region,
+    )
+    with pytest.raises(S3Error):
+        client.list_objects(platform.s3_bucket).__next__()
+
+
+def test_postgres_reachable_and_dashboard_role_is_read_only(platform):
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(platform.postgres_dsn(), autocommit=True) as admin:
+        admin.execute(f"CREATE TABLE {table} (id int primary key, v text)")
+        admin.execute(f"INSERT INTO {table} VALUES (1, 'one')")
+    with psycopg.connect(platform.postgres_dsn(dashboard=True), autocommit=True) as reader:
+        assert reader.execute(f"SELECT v FROM {table}").fetchall() == [("one",)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute(f"INSERT INTO {table} VALUES (2, 'two')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute("CREATE TABLE dashboard_was_here (id int)")
+    with psycopg.connect(platform.postgres_dsn(platform.airflow_db)) as airflow_db:
+        assert airflow_db.execute("SELECT count(*) FROM alembic_version").fetchone()[0] == 1
