@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import os
 import urllib.request
+from pathlib import Path
+
+import pyspark
 
 from infra.base import Service
+
+
+def spark_home() -> str:
+    """The Spark distribution inside the pyspark wheel (spark-class and spark-submit need it:
+    their own lookup runs `python3` from PATH, which may not be this venv's)."""
+    return str(Path(pyspark.__file__).parent)
 
 
 def _http_ok(url: str) -> bool:
@@ -25,6 +34,7 @@ class _SparkDaemon(Service):
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
+        env["SPARK_HOME"] = spark_home()
         env["SPARK_LOG_DIR"] = str(self.settings.logs_dir)
         env["SPARK_LOCAL_IP"] = self.settings.bind_host
         env["SPARK_WORKER_DIR"] = str(self.settings.data_dir / "spark-worker")

@@ -45,7 +45,8 @@ def main(
             "rows_written": rows,
             "rows_read": back.count(),
             "distinct_n": back.select("n").distinct().count(),
-            "executors": len(spark.sparkContext._jsc.sc().getExecutorMemoryStatus()) - 1,
+            # the driver counts as one entry of the block-manager map
+            "executors": spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1,
         }
     finally:
         spark.stop()
