@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from importlib import metadata
 
@@ -14,6 +13,7 @@ from rich.table import Table
 
 from lakehouse import platform
 from lakehouse.install import InstallError, install
+from lakehouse.java import java_major_version, java_problem
 from lakehouse.process import port_bindable
 from lakehouse.settings import Settings, ensure_credentials, load_settings
 
@@ -24,7 +24,6 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-MIN_JAVA = 17
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -32,30 +31,10 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def java_major_version() -> int | None:
-    """Major version of `java` on PATH, or None when there is none."""
-    if shutil.which("java") is None:
-        return None
-    result = subprocess.run(["java", "-version"], capture_output=True, text=True)
-    for token in (result.stderr + result.stdout).split():
-        token = token.strip('"')
-        if token[:1].isdigit():
-            head = token.split(".")[0]
-            return int(head) if head.isdigit() else None
-    return None
-
-
 def _require_java() -> None:
-    version = java_major_version()
-    if version is None:
-        raise _fail(
-            f"Java is not installed: install a JDK {MIN_JAVA}+ "
-            "(apt-get install openjdk-17-jdk-headless)."
-        )
-    if version < MIN_JAVA:
-        raise _fail(
-            f"Java {version} is too old: Kafka 4 and Spark 4 need Java {MIN_JAVA} or newer."
-        )
+    problem = java_problem()
+    if problem:
+        raise _fail(problem)
 
 
 def _install(settings: Settings) -> None:
@@ -171,10 +150,9 @@ def doctor() -> None:
     settings = load_settings()
     problems = 0
     table = Table("check", "result")
-    java = java_major_version()
-    ok = java is not None and java >= MIN_JAVA
-    problems += not ok
-    table.add_row("java", f"{java}" if ok else f"[red]{java or 'missing'} (need {MIN_JAVA}+)[/red]")
+    java_issue = java_problem()
+    problems += java_issue is not None
+    table.add_row("java", f"[red]{java_issue}[/red]" if java_issue else str(java_major_version()))
     mvn = shutil.which("mvn")
     problems += mvn is None
     table.add_row("maven", mvn or "[red]missing (apt-get install maven)[/red]")

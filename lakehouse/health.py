@@ -9,7 +9,6 @@ def check_services(settings: Settings) -> dict[str, bool]:
     """Ask Kafka, S3 and Postgres for real (not only whether a port is open)."""
     from infra.kafka import KafkaService
     from infra.postgres import PostgresService
-
     from infra.s3 import S3Service
 
     return {

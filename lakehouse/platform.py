@@ -7,12 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from infra.airflow import AirflowService
-from infra.kafka import KafkaService
-from infra.postgres import PostgresService
-
 from infra.base import Service, ServiceError
 from infra.dashboard import DashboardService
 from infra.demo_feed import DemoFeedService
+from infra.kafka import KafkaService
+from infra.postgres import PostgresService
 from infra.s3 import S3Service
 from infra.spark_cluster import SparkMasterService, SparkWorkerService
 from lakehouse.process import port_bindable

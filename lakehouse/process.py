@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -63,6 +64,10 @@ class ManagedProcess:
     ) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Dropping to another user must drop root's groups too, not only the uid.
+        identity = (
+            {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []} if user else {}
+        )
         with self.log_file.open("ab") as log:
             log.write(
                 f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(command)}\n".encode()
@@ -75,8 +80,8 @@ class ManagedProcess:
                 stdin=subprocess.DEVNULL,
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
-                user=user,
                 start_new_session=True,
+                **identity,
             )
         created = psutil.Process(proc.pid).create_time()
         self.pid_file.write_text(f"{proc.pid} {created}\n")

@@ -12,6 +12,7 @@ import secrets
 import sys
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import quote_plus
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -139,7 +140,8 @@ class Settings(BaseSettings):
 
     def postgres_sqlalchemy_url(self, database: str) -> str:
         return (
-            f"postgresql+psycopg2://{self.postgres_user}:{self.postgres_password}"
+            f"postgresql+psycopg2://{quote_plus(self.postgres_user)}:"
+            f"{quote_plus(self.postgres_password or '')}"
             f"@{self.postgres_host}:{self.postgres_port}/{database}"
         )
 

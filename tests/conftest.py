@@ -18,7 +18,8 @@ import pytest
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
 
 TEST_HOME = PROJECT_ROOT / ".lakehouse-test"
-TEST_PORT_SHIFT = 100
+# CI or a second checkout can move its test platform elsewhere with LAKEHOUSE_TEST_PORT_SHIFT.
+TEST_PORT_SHIFT = int(os.environ.get("LAKEHOUSE_TEST_PORT_SHIFT", "100"))
 LAKEHOUSE_CLI = str(Path(sys.executable).parent / "lakehouse")
 
 

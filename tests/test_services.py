@@ -20,7 +20,7 @@ pytestmark = pytest.mark.services
 def test_kafka_topics_are_created_with_explicit_partitions(platform):
     admin = KafkaAdminClient(bootstrap_servers=platform.kafka_bootstrap)
     try:
-        described = {t["topic"]: t for t in admin.describe_topics([t.name for t in TOPICS])}
+        described = {t["name"]: t for t in admin.describe_topics([t.name for t in TOPICS])}
     finally:
         admin.close()
     for topic in TOPICS:
