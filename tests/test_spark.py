@@ -5,6 +5,7 @@ import subprocess
 import sys
 import uuid
 
+import psycopg
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
@@ -100,3 +101,22 @@ def test_kafka_to_delta_stream_lands_every_record_once(spark, platform):
     assert back.count() == 1000
     assert back.select("i").distinct().count() == 1000
     assert back.select("partition", "offset").distinct().count() == 1000
+
+
+def test_postgres_over_spark_jdbc(spark, platform):
+    table = f"spark_jdbc_{uuid.uuid4().hex[:8]}"
+    jdbc = {
+        "url": platform.jdbc_url,
+        "user": platform.postgres_user,
+        "password": platform.postgres_password,
+        "driver": "org.postgresql.Driver",
+    }
+    rows = spark.range(0, 300).withColumn("label", F.concat(F.lit("row-"), F.col("id")))
+    rows.write.format("jdbc").options(dbtable=table, **jdbc).mode("overwrite").save()
+    with psycopg.connect(platform.postgres_dsn()) as conn:
+        assert conn.execute(f"SELECT count(*), max(label) FROM {table}").fetchone() == (
+            300,
+            "row-99",
+        )
+    back = spark.read.format("jdbc").options(dbtable=table, **jdbc).load()
+    assert back.count() == 300
