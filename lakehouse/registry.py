@@ -12,11 +12,15 @@ class Topic:
     retention_ms: int = 7 * 24 * 3600 * 1000
 
 
+TRADES_TOPIC = "stock-trades"
+REFERENCE_TOPIC = "stock-info"
+TRADES_DLQ_TOPIC = "stock-trades-dlq"
+
 TOPICS: tuple[Topic, ...] = (
     # market data (seeds 000 and 003)
-    Topic("stock-trades"),
-    Topic("stock-info"),
-    Topic("stock-trades-dlq", partitions=1),
+    Topic(TRADES_TOPIC),
+    Topic(REFERENCE_TOPIC),
+    Topic(TRADES_DLQ_TOPIC, partitions=1),
     # user activity (seed 001)
     Topic("user_activity"),
     Topic("enriched_activity"),
@@ -24,3 +28,37 @@ TOPICS: tuple[Topic, ...] = (
     Topic("orders"),
     Topic("payments"),
 )
+
+
+@dataclass(frozen=True)
+class Table:
+    """A Delta table of the lake. `writer` names the one streaming query allowed to commit
+    to it (ARCHITECTURE.md §3: Delta on S3 is only safe with one writer per table)."""
+
+    name: str
+    path: str  # relative to settings.lake_uri
+    writer: str
+    partitions: tuple[str, ...] = ()
+
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table("bronze_trades", "bronze/trades", "market_bronze", ("event_date",)),
+        Table(
+            "bronze_company_reference", "bronze/company_reference", "market_bronze", ("event_date",)
+        ),
+        Table("quarantine_market", "quarantine/market", "market_bronze", ("ingest_date",)),
+        Table("trades_enriched", "silver/trades_enriched", "trades_enrichment", ("event_date",)),
+        Table(
+            "quarantine_trades_enrichment",
+            "quarantine/trades_enrichment",
+            "trades_enrichment",
+            ("ingest_date",),
+        ),
+    )
+}
+
+
+def table_uri(lake_uri: str, name: str) -> str:
+    return f"{lake_uri}/{TABLES[name].path}"

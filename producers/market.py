@@ -1,8 +1,12 @@
 """Market data simulator: random-walk trades and company reference updates to Kafka.
 
-Event generation is pure (same seed -> same events); sending is the I/O edge. Every
-message is JSON with a ``schema_version`` and keyed by symbol, so one symbol's events keep
-their order within a partition.
+Event generation is pure (same seed and start time -> byte-identical messages); sending is
+the I/O edge. Messages are JSON with a `schema_version` (lakehouse.schemas), keyed by
+symbol so one symbol's events keep their order within a partition. On request it mixes in
+late trades, exact duplicates and malformed records, and at the end prints one JSON line
+saying how many of each it sent, so tests and benchmarks can reconcile every count.
+
+    python -m producers.market --count 100000 --rate 0 --seed 7 --malformed-fraction 0.01
 """
 
 from __future__ import annotations
@@ -12,16 +16,55 @@ import random
 import signal
 import sys
 import time
+from collections import Counter, deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 
 import typer
 
-SCHEMA_VERSION = 1
-TRADES_TOPIC = "stock-trades"
-REFERENCE_TOPIC = "stock-info"
+from lakehouse.registry import REFERENCE_TOPIC, TRADES_TOPIC
+from lakehouse.schemas import LATEST_REFERENCE, LATEST_TRADE, python_violation
+
 SECTORS = ("Technology", "Financials", "Energy", "Health Care", "Industrials", "Utilities")
+EXCHANGES = ("XNAS", "XNYS", "ARCX")
+# Malformed record kinds, named by the quarantine reason the bronze job gives them.
+MALFORMED_KINDS = (
+    "unparseable_or_mistyped",
+    "missing_price",
+    "price_not_positive",
+    "volume_negative",
+    "symbol_format",
+    "unknown_schema_version",
+)
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: str  # trades | references | duplicates | late | malformed
+    topic: str  # "trades" or "references": the caller maps it to a real topic name
+    key: bytes
+    value: bytes
+    reason: str | None = None  # for malformed: the quarantine reason it should get
+
+
+def _json(record: dict) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def symbol_name(index: int) -> str:
+    """0 -> AAA, 1 -> AAB, ..., then four and five letters: always valid for SYMBOL_PATTERN."""
+    width = 3
+    while index >= 26**width:
+        index -= 26**width
+        width += 1
+    letters = []
+    for _ in range(width):
+        index, rem = divmod(index, 26)
+        letters.append(chr(65 + rem))
+    return "".join(reversed(letters))
+
+
+MAX_SYMBOLS = 26**3 + 26**4 + 26**5
 
 
 @dataclass
@@ -29,26 +72,25 @@ class MarketSimulator:
     symbols: int = 500
     seed: int = 42
     reference_every: int = 200  # one reference update per this many trades
+    late_fraction: float = 0.0
+    duplicate_fraction: float = 0.0
+    malformed_fraction: float = 0.0
+    late_by_ms: int = 3_600_000
     _rng: random.Random = field(init=False)
     _prices: dict[str, float] = field(init=False)
+    _recent: deque = field(init=False)
     _trade_no: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
+        if self.symbols > MAX_SYMBOLS:
+            raise ValueError(f"at most {MAX_SYMBOLS:,} symbols fit in five letters")
         self._rng = random.Random(self.seed)
-        self._prices = {self.symbol(i): self._rng.uniform(10, 500) for i in range(self.symbols)}
-
-    @staticmethod
-    def symbol(index: int) -> str:
-        letters = ""
-        index += 1
-        while index:
-            index, rem = divmod(index - 1, 26)
-            letters = chr(65 + rem) + letters
-        return letters.rjust(3, "X")
+        self._prices = {symbol_name(i): self._rng.uniform(10, 500) for i in range(self.symbols)}
+        self._recent = deque(maxlen=1000)  # trades a duplicate may repeat
 
     def reference(self, symbol: str, event_ms: int) -> dict:
         return {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": LATEST_REFERENCE.version,
             "symbol": symbol,
             "company_name": f"{symbol.title()} Holdings {self._rng.randint(1, 9)}",
             "sector": self._rng.choice(SECTORS),
@@ -60,70 +102,153 @@ class MarketSimulator:
         self._prices[symbol] = price
         self._trade_no += 1
         return {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": LATEST_TRADE.version,
             "trade_id": f"{self.seed}-{self._trade_no}",
             "symbol": symbol,
             "price": round(price, 4),
             "volume": self._rng.randint(1, 1000),
             "event_timestamp": event_ms,
+            "exchange": self._rng.choice(EXCHANGES),
         }
 
-    def events(self, start_ms: int, step_ms: int = 1) -> Iterator[tuple[str, dict]]:
-        """(topic, event) forever: every symbol's reference first, then trades."""
+    def malformed(self, symbol: str, event_ms: int) -> Message:
+        reason = self._rng.choice(MALFORMED_KINDS)
+        if reason == "unparseable_or_mistyped":
+            return Message(
+                "malformed", "trades", symbol.encode(), b'{"symbol": "' + symbol.encode(), reason
+            )
+        record = self.trade(symbol, event_ms)
+        if reason == "missing_price":
+            del record["price"]
+        elif reason == "price_not_positive":
+            record["price"] = -abs(record["price"])
+        elif reason == "volume_negative":
+            record["volume"] = -record["volume"]
+        elif reason == "symbol_format":
+            record["symbol"] = symbol.lower() + "!"
+        elif reason == "unknown_schema_version":
+            record["schema_version"] = 99
+        return Message("malformed", "trades", symbol.encode(), _json(record), reason)
+
+    def messages(self, start_ms: int, clock=None) -> Iterator[Message]:
+        """Every symbol's reference first, then trades and updates, forever.
+
+        Event time advances 1 ms per message from `start_ms`, or follows `clock()` (ms)
+        when given (live feeds).
+        """
         names = list(self._prices)
+        rng = self._rng
         now = start_ms
         for name in names:
-            yield REFERENCE_TOPIC, self.reference(name, now)
+            yield Message(
+                "references", "references", name.encode(), _json(self.reference(name, now))
+            )
         while True:
-            now += step_ms
-            name = self._rng.choice(names)
-            if self._rng.randrange(self.reference_every) == 0:
-                yield REFERENCE_TOPIC, self.reference(name, now)
+            now = clock() if clock else now + 1
+            name = rng.choice(names)
+            key = name.encode()
+            draw = rng.random()
+            if rng.randrange(self.reference_every) == 0:
+                yield Message("references", "references", key, _json(self.reference(name, now)))
+            elif draw < self.malformed_fraction:
+                yield self.malformed(name, now)
+            elif draw < self.malformed_fraction + self.duplicate_fraction and self._recent:
+                yield replace(rng.choice(self._recent), kind="duplicates")
+            elif draw < self.malformed_fraction + self.duplicate_fraction + self.late_fraction:
+                record = self.trade(name, now - self.late_by_ms)
+                message = Message("late", "trades", key, _json(record))
+                self._recent.append(message)
+                yield message
             else:
-                yield TRADES_TOPIC, self.trade(name, now)
+                message = Message("trades", "trades", key, _json(self.trade(name, now)))
+                self._recent.append(message)
+                yield message
+
+
+@dataclass
+class SendReport:
+    counts: Counter = field(default_factory=Counter)
+    malformed_by_reason: Counter = field(default_factory=Counter)
+
+    def add(self, message: Message) -> None:
+        self.counts[message.kind] += 1
+        if message.reason:
+            self.malformed_by_reason[message.reason] += 1
+
+    def as_dict(self, seconds: float) -> dict:
+        total = sum(self.counts.values())
+        sent = {
+            k: self.counts.get(k, 0)
+            for k in ("trades", "references", "duplicates", "late", "malformed")
+        }
+        return {
+            "sent": {**sent, "malformed_by_reason": dict(self.malformed_by_reason), "total": total},
+            "seconds": round(seconds, 3),
+            "events_per_s": round(total / seconds) if seconds > 0 else None,
+        }
 
 
 def main(
-    rate: float = typer.Option(50.0, help="events per second (0: as fast as possible)"),
-    count: int = typer.Option(0, help="stop after this many events (0: run until stopped)"),
+    rate: float = typer.Option(50.0, min=0.0, help="messages per second (0: as fast as possible)"),
+    count: int = typer.Option(0, min=0, help="stop after this many messages (0: no limit)"),
+    duration: float = typer.Option(0.0, min=0.0, help="stop after this many seconds (0: no limit)"),
     symbols: int = typer.Option(500, min=1),
     seed: int = typer.Option(42),
+    start_ms: int = typer.Option(0, help="event time of the first message (0: now)"),
+    reference_every: int = typer.Option(200, min=1, help="one reference update per N trades"),
+    late_fraction: float = typer.Option(0.0, min=0.0, max=1.0),
+    late_by_ms: int = typer.Option(3_600_000, min=1, help="how far behind late trades are"),
+    duplicate_fraction: float = typer.Option(0.0, min=0.0, max=1.0),
+    malformed_fraction: float = typer.Option(0.0, min=0.0, max=1.0),
+    trades_topic: str = typer.Option(TRADES_TOPIC),
+    reference_topic: str = typer.Option(REFERENCE_TOPIC),
 ) -> None:
-    """Send simulated trades and reference updates to Kafka."""
+    """Send simulated trades and reference updates to Kafka; print what was sent as JSON."""
     from kafka import KafkaProducer
-    from kafka.errors import NoBrokersAvailable
+    from kafka.errors import KafkaError
 
     from lakehouse.settings import load_settings
 
     settings = load_settings()
-    # The supervisor stops us with SIGTERM: exit through `finally` so buffered events flush.
+    # The supervisor stops us with SIGTERM: leave through `finally` so buffered messages flush.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         producer = KafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
-            key_serializer=str.encode,
-            value_serializer=lambda v: json.dumps(v, separators=(",", ":")).encode(),
+            acks="all",  # with idempotence (kafka-python's default): retries never duplicate
             linger_ms=20,
-            acks="all",
+            batch_size=256 * 1024,
+            bootstrap_timeout_ms=10_000,
         )
-    except NoBrokersAvailable:
+    except KafkaError:
         typer.echo(f"Kafka is not reachable at {settings.kafka_bootstrap}: run `make up` first.")
         raise typer.Exit(2) from None
-    simulator = MarketSimulator(symbols=symbols, seed=seed)
-    sent = {TRADES_TOPIC: 0, REFERENCE_TOPIC: 0}
+    simulator = MarketSimulator(
+        symbols=symbols,
+        seed=seed,
+        reference_every=reference_every,
+        late_fraction=late_fraction,
+        duplicate_fraction=duplicate_fraction,
+        malformed_fraction=malformed_fraction,
+        late_by_ms=late_by_ms,
+    )
+    topics = {"trades": trades_topic, "references": reference_topic}
+    live = rate > 0 and not start_ms
+    first_ms = start_ms or int(time.time() * 1000)
+    clock = (lambda: int(time.time() * 1000)) if live else None
+    report = SendReport()
     started = time.monotonic()
-    start_ms = int(datetime.now(UTC).timestamp() * 1000)
     try:
-        for n, (topic, event) in enumerate(simulator.events(start_ms), start=1):
-            if rate > 0:
-                # Event time follows wall time at the requested rate.
-                event["event_timestamp"] = int(time.time() * 1000)
-            producer.send(topic, key=event["symbol"], value=event)
-            sent[topic] += 1
+        for n, message in enumerate(simulator.messages(first_ms, clock), start=1):
+            producer.send(topics[message.topic], key=message.key, value=message.value)
+            report.add(message)
             if count and n >= count:
                 break
+            elapsed = time.monotonic() - started
+            if duration and elapsed >= duration:
+                break
             if rate > 0:
-                delay = started + n / rate - time.monotonic()
+                delay = n / rate - elapsed
                 if delay > 0:
                     time.sleep(delay)
     except KeyboardInterrupt:
@@ -131,7 +256,16 @@ def main(
     finally:
         producer.flush()
         producer.close()
-        print(json.dumps({"sent": sent}), file=sys.stderr)
+        print(json.dumps(report.as_dict(time.monotonic() - started)), flush=True)
+
+
+def self_check(message: Message) -> str | None:
+    """The quarantine reason the bronze job should give this message (None: accepted)."""
+    try:
+        record = json.loads(message.value)
+    except ValueError:
+        return "unparseable_or_mistyped"
+    return python_violation(record, "trade" if message.topic == "trades" else "reference")
 
 
 if __name__ == "__main__":
