@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lakehouse import platform
+from lakehouse.bench_cli import bench_app
 from lakehouse.install import InstallError, install
 from lakehouse.java import java_major_version, java_problem
 from lakehouse.process import port_bindable
@@ -24,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
+app.add_typer(bench_app, name="bench")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

@@ -69,14 +69,16 @@ def build_spark_session(
     *,
     master: str | None = None,
     extra_conf: dict[str, str] | None = None,
+    needs_lake: bool = True,
 ) -> SparkSession:
+    """The session every job uses; `needs_lake=False` for work on local files only."""
     settings = settings or load_settings()
     if not jar_set_ready(settings, "spark"):
         raise SparkSetupError(
             f"Spark's extra jars are not installed under {settings.jars_dir / 'spark'}: "
             "run `lakehouse install` (or `make up`)."
         )
-    if settings.s3_access_key is None:
+    if needs_lake and settings.s3_access_key is None:
         raise SparkSetupError(
             f"No S3 credentials in {settings.credentials_path}: run `make up` first."
         )

@@ -1,0 +1,74 @@
+"""`lakehouse bench ...`: benchmarks that print JSON and keep it under bench-results/.
+
+Figures are ratios against a baseline measured in the same run: these machines are shared
+and noisy, so absolute numbers from different runs do not compare.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from lakehouse.settings import PROJECT_ROOT, load_settings
+
+bench_app = typer.Typer(
+    help="Benchmarks (JSON results under bench-results/).", no_args_is_help=True
+)
+RESULTS_DIR = PROJECT_ROOT / "bench-results"
+
+
+def _emit(result: dict, name: str, as_json: bool) -> None:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>28}: {value}")
+        print(f"saved to {path}")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _enrichment(rows: int, symbols: int, repeat: int, as_json: bool) -> None:
+    from spark.bench import enrichment
+    from spark.session import build_spark_session
+
+    settings = load_settings()
+    spark = build_spark_session("bench-enrichment", settings, master="local[2]", needs_lake=False)
+    try:
+        result = enrichment.run(
+            spark,
+            Path(settings.home) / "bench",
+            rows=rows,
+            symbols=symbols,
+            repeat=repeat,
+            log=_log,
+        )
+    finally:
+        spark.stop()
+    _emit(result, f"enrichment-{symbols}", as_json)
+
+
+@bench_app.command("enrichment")
+def enrichment_command(
+    symbols: int = typer.Option(500, min=1),
+    rows: int = typer.Option(1_000_000, min=1000),
+    repeat: int = typer.Option(3, min=1, help="runs per variant; the median is reported"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Trade enrichment vs a stateless projection vs a stream-stream join (rows/s)."""
+    _enrichment(rows, symbols, repeat, as_json)
+
+
+@bench_app.command("all")
+def all_command(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every benchmark with its default sizes."""
+    for symbols in (500, 5000):
+        _enrichment(1_000_000, symbols, 3, as_json)

@@ -1,0 +1,24 @@
+"""Delta writes shared by the streaming jobs."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+
+
+def append_exactly_once(
+    df: DataFrame, path: str, query: str, batch_id: int, partitions: tuple[str, ...] = ()
+) -> None:
+    """Append with Delta's idempotent-writer options: a replayed (query, batch) is skipped.
+
+    foreachBatch may run a batch again after a crash; Delta records (txnAppId, txnVersion)
+    in the same commit as the data, so the second write of the same batch is a no-op.
+    """
+    writer = (
+        df.write.format("delta")
+        .mode("append")
+        .option("txnAppId", query)
+        .option("txnVersion", str(batch_id))
+    )
+    if partitions:
+        writer = writer.partitionBy(*partitions)
+    writer.save(path)

@@ -1,0 +1,129 @@
+"""The market-data driver: bronze (Kafka -> Delta) and silver enrichment in one Spark app.
+
+Both queries run in one driver so each Delta table has exactly one writer (ARCHITECTURE.md
+§3). `--once` drains what is in Kafka now (bronze, then silver) and exits; without it the
+queries run until stopped (SIGTERM stops them between micro-batches).
+
+    python -m spark.jobs.market_pipeline --once
+    python -m spark.jobs.market_pipeline --interval 5
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from urllib.parse import urlparse
+
+import typer
+
+from lakehouse.process import port_in_use
+from lakehouse.settings import Settings, load_settings
+
+log = logging.getLogger("market_pipeline")
+
+
+def _require_services(settings: Settings) -> None:
+    s3 = urlparse(settings.s3_endpoint)
+    needed = {
+        "Kafka": (settings.kafka_host, settings.kafka_port),
+        "S3": (s3.hostname or settings.s3_host, s3.port or settings.s3_port),
+    }
+    for name, (host, port) in needed.items():
+        if not port_in_use(host, port):
+            typer.echo(f"{name} is not reachable at {host}:{port}: start the platform (make up).")
+            raise typer.Exit(2)
+
+
+def summary(query) -> dict:
+    """What one query did in this run, for logs and reconciliation."""
+    progress = [p for p in query.recentProgress if p.get("numInputRows") is not None]
+    dropped = sum(
+        op.get("numRowsDroppedByWatermark", 0)
+        for p in progress
+        for op in p.get("stateOperators", [])
+    )
+    return {
+        "query": query.name,
+        "batches": len(progress),
+        "last_batch": progress[-1]["batchId"] if progress else None,
+        "input_rows": sum(p["numInputRows"] for p in progress),
+        "rows_dropped_by_watermark": dropped,
+    }
+
+
+def main(
+    once: bool = typer.Option(False, "--once", help="process what is available now, then exit"),
+    interval: float = typer.Option(5.0, min=0.0, help="seconds between micro-batches"),
+    master: str = typer.Option("", help="Spark master; default: the configured one"),
+    buckets: int = typer.Option(16, min=1, help="symbol hash buckets of the stateful step"),
+    watermark: str = typer.Option("10 seconds", help="how late a reference or trade may be"),
+    max_offsets: int = typer.Option(0, min=0, help="Kafka records per micro-batch (0: all)"),
+    namespace: str = typer.Option(
+        "", help="run on isolated topics and tables suffixed with this (tests, replays)"
+    ),
+) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = load_settings()
+    _require_services(settings)
+
+    from spark.jobs import market_bronze
+    from spark.jobs.market_layout import MarketLayout
+    from spark.jobs.trade_enrichment import job as enrichment
+    from spark.session import build_spark_session
+
+    layout = (
+        MarketLayout.isolated(settings, namespace) if namespace else MarketLayout.default(settings)
+    )
+    spark = build_spark_session("market_pipeline", settings, master=master or None)
+    trigger = {"availableNow": True} if once else {"processingTime": f"{interval} seconds"}
+    started = []
+
+    def start_bronze():
+        query = market_bronze.start(
+            spark, settings, layout, trigger=trigger, max_offsets=max_offsets or None
+        )
+        started.append(query)
+        return query
+
+    def start_silver():
+        query = enrichment.start(
+            spark, layout, trigger=trigger, buckets=buckets, watermark=watermark
+        )
+        started.append(query)
+        return query
+
+    def stop(*_):
+        log.info("stopping %d queries", len(started))
+        for query in started:
+            query.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if once:
+            # Silver reads bronze: drain bronze first so silver sees all of it.
+            report = {}
+            for begin in (start_bronze, start_silver):
+                query = begin()
+                query.awaitTermination()
+                if query.exception():
+                    raise RuntimeError(f"{query.name} failed: {query.exception()}")
+                report[query.name] = summary(query)
+                log.info("done %s", json.dumps(report[query.name]))
+            print(json.dumps(report), flush=True)
+        else:
+            start_bronze()
+            start_silver()
+            spark.streams.awaitAnyTermination()
+            for query in started:
+                if query.exception():
+                    raise RuntimeError(f"{query.name} failed: {query.exception()}")
+    finally:
+        stop()
+        spark.stop()
+
+
+if __name__ == "__main__":
+    typer.run(main)
+    sys.exit(0)
