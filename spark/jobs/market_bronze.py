@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.registry import TABLES
 from lakehouse.schemas import (
     LATEST_REFERENCE,
     LATEST_TRADE,
@@ -20,15 +24,15 @@ from lakehouse.schemas import (
     TRADE_RULES,
     spark_schema,
 )
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
-
-from lakehouse.registry import TABLES
 from lakehouse.settings import Settings
 from spark.delta_sink import append_exactly_once
 from spark.jobs.market_layout import MarketLayout
 
 QUERY_NAME = "market_bronze"
+KAFKA_SOURCE_SCHEMA = (
+    "key binary, value binary, topic string, partition int, offset long, "
+    "timestamp timestamp, timestampType int"
+)
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 
 
@@ -134,13 +138,28 @@ def transform(
     return BronzeOutputs(good_trades, good_references, quarantine)
 
 
-def load_batch(layout: MarketLayout, outputs: BronzeOutputs, batch_id: int) -> None:
-    for name, df in (
+def _by_table(outputs: BronzeOutputs) -> list[tuple[str, DataFrame]]:
+    return [
         ("bronze_trades", outputs.trades),
         ("bronze_company_reference", outputs.references),
         ("quarantine_market", outputs.quarantine),
-    ):
+    ]
+
+
+def load_batch(layout: MarketLayout, outputs: BronzeOutputs, batch_id: int) -> None:
+    for name, df in _by_table(outputs):
         append_exactly_once(df, layout.table(name), QUERY_NAME, batch_id, TABLES[name].partitions)
+
+
+def ensure_tables(spark: SparkSession, layout: MarketLayout) -> None:
+    """Create the bronze tables empty, so readers (silver) can start before the first batch."""
+    from delta.tables import DeltaTable
+
+    empty = spark.createDataFrame([], KAFKA_SOURCE_SCHEMA)
+    for name, df in _by_table(transform(empty, layout)):
+        path = layout.table(name)
+        if not DeltaTable.isDeltaTable(spark, path):
+            df.write.format("delta").mode("append").partitionBy(*TABLES[name].partitions).save(path)
 
 
 def start(

@@ -79,6 +79,7 @@ def main(
     spark = build_spark_session("market_pipeline", settings, master=master or None)
     trigger = {"availableNow": True} if once else {"processingTime": f"{interval} seconds"}
     started = []
+    market_bronze.ensure_tables(spark, layout)
 
     def start_bronze():
         query = market_bronze.start(
