@@ -36,7 +36,7 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _enrichment(rows: int, symbols: int, repeat: int, as_json: bool) -> None:
+def _enrichment(rows: int, symbols: int, repeat: int, buckets: int, as_json: bool) -> None:
     from spark.bench import enrichment
     from spark.session import build_spark_session
 
@@ -49,6 +49,7 @@ def _enrichment(rows: int, symbols: int, repeat: int, as_json: bool) -> None:
             rows=rows,
             symbols=symbols,
             repeat=repeat,
+            buckets=buckets,
             log=_log,
         )
     finally:
@@ -61,14 +62,15 @@ def enrichment_command(
     symbols: int = typer.Option(500, min=1),
     rows: int = typer.Option(1_000_000, min=1000),
     repeat: int = typer.Option(3, min=1, help="runs per variant; the median is reported"),
+    buckets: int = typer.Option(16, min=1, help="symbol hash buckets of the stateful step"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Trade enrichment vs a stateless projection vs a stream-stream join (rows/s)."""
-    _enrichment(rows, symbols, repeat, as_json)
+    _enrichment(rows, symbols, repeat, buckets, as_json)
 
 
 @bench_app.command("all")
 def all_command(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every benchmark with its default sizes."""
     for symbols in (500, 5000):
-        _enrichment(1_000_000, symbols, 3, as_json)
+        _enrichment(1_000_000, symbols, 3, 16, as_json)

@@ -8,6 +8,7 @@ test at the end (or by the session teardown if that test did not run).
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -43,6 +44,8 @@ def platform_env(home: Path, shift: int) -> dict[str, str]:
 
 
 TEST_ENV = platform_env(TEST_HOME, TEST_PORT_SHIFT)
+# py4j logs at INFO from __del__ at interpreter exit, after pytest closed the streams.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 # Everything in this process (fixtures, Spark, clients) sees the test platform.
 os.environ.update(TEST_ENV)
 

@@ -105,8 +105,12 @@ def stateless(trades: DataFrame, references: DataFrame) -> DataFrame:
     )
 
 
-def stateful(trades: DataFrame, references: DataFrame) -> DataFrame:
-    return enrichment.transform(trades, references).where(F.col("status") == "enriched")
+def stateful(
+    trades: DataFrame, references: DataFrame, buckets: int = enrichment.DEFAULT_BUCKETS
+) -> DataFrame:
+    return enrichment.transform(trades, references, buckets=buckets).where(
+        F.col("status") == "enriched"
+    )
 
 
 def stream_stream_join(trades: DataFrame, references: DataFrame) -> DataFrame:
@@ -125,11 +129,12 @@ def stream_stream_join(trades: DataFrame, references: DataFrame) -> DataFrame:
 VARIANTS = {"stateless": stateless, "enrichment": stateful, "join": stream_stream_join}
 
 
-def run_variant(spark: SparkSession, root: Path, variant: str, run: int) -> dict:
+def run_variant(spark: SparkSession, root: Path, variant: str, run: int, buckets: int) -> dict:
     out, checkpoint = root / f"out-{variant}-{run}", root / f"cp-{variant}-{run}"
     trades, references = _sources(spark, root)
+    options = {"buckets": buckets} if variant == "enrichment" else {}
     query = (
-        VARIANTS[variant](trades, references)
+        VARIANTS[variant](trades, references, **options)
         .writeStream.format("parquet")
         .option("path", str(out))
         .option("checkpointLocation", str(checkpoint))
@@ -158,6 +163,7 @@ def run(
     rows: int,
     symbols: int,
     repeat: int = 3,
+    buckets: int = enrichment.DEFAULT_BUCKETS,
     seed: int = 7,
     log=print,
 ) -> dict:
@@ -170,7 +176,7 @@ def run(
     for attempt in range(repeat):
         # Interleaved so machine noise spreads over all variants alike.
         for name in VARIANTS:
-            result = run_variant(spark, root, name, attempt)
+            result = run_variant(spark, root, name, attempt, buckets)
             log(f"  run {attempt + 1}/{repeat} {name}: {result['rows_per_s']:,.0f} rows/s")
             results[name].append(result)
     median = {n: statistics.median(r["rows_per_s"] for r in rs) for n, rs in results.items()}
@@ -180,6 +186,7 @@ def run(
         "symbols": symbols,
         "rows": rows,
         "repeat": repeat,
+        "buckets": buckets,
         "enrichment_rows_per_s": round(median["enrichment"]),
         "stateless_rows_per_s": round(median["stateless"]),
         "join_rows_per_s": round(median["join"]),

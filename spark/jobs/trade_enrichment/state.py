@@ -60,18 +60,7 @@ INPUT_COLUMNS: tuple[str, ...] = (
     "kafka_partition",
     "kafka_offset",
 )
-OUTPUT_COLUMNS: tuple[str, ...] = (
-    "trade_id",
-    "symbol",
-    "event_time_ms",
-    "price",
-    "volume",
-    "company_name",
-    "sector",
-    "kafka_partition",
-    "kafka_offset",
-    "status",
-)
+OUTPUT_COLUMNS: tuple[str, ...] = (*INPUT_COLUMNS[1:], "status")
 FLUSH_WATERMARK_MS = 2**62  # a watermark past every event: emits everything held
 
 # volume is float64 in and out: references carry none (the job casts it for silver).
@@ -87,20 +76,8 @@ _INPUT_DTYPES = {
     "kafka_partition": "int64",
     "kafka_offset": "int64",
 }
-_STATE_SCHEMA = pa.schema(
-    [
-        ("kind", pa.string()),
-        ("trade_id", pa.string()),
-        ("symbol", pa.string()),
-        ("event_time_ms", pa.int64()),
-        ("price", pa.float64()),
-        ("volume", pa.float64()),
-        ("company_name", pa.string()),
-        ("sector", pa.string()),
-        ("kafka_partition", pa.int64()),
-        ("kafka_offset", pa.int64()),
-    ]
-)
+_ARROW_TYPES = {object: pa.string(), "int64": pa.int64(), "float64": pa.float64()}
+_STATE_SCHEMA = pa.schema([(c, _ARROW_TYPES[t]) for c, t in _INPUT_DTYPES.items()])
 _REFERENCE_ORDER = ["symbol", "event_time_ms", "kafka_partition", "kafka_offset"]
 
 

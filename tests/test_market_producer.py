@@ -1,0 +1,71 @@
+"""The market simulator's pure side: determinism, mixes, and the reasons it intends."""
+
+import itertools
+import json
+from collections import Counter
+
+from lakehouse.schemas import SYMBOL_PATTERN
+from producers.market import MAX_SYMBOLS, MarketSimulator, SendReport, self_check, symbol_name
+
+START_MS = 1_767_225_600_000
+
+
+def first(n, **options):
+    return list(itertools.islice(MarketSimulator(**options).messages(START_MS), n))
+
+
+def test_same_seed_same_messages_other_seed_others():
+    assert first(3000, seed=5, malformed_fraction=0.1) == first(
+        3000, seed=5, malformed_fraction=0.1
+    )
+    assert first(3000, seed=5) != first(3000, seed=6)
+
+
+def test_symbols_are_distinct_and_valid():
+    import re
+
+    names = [symbol_name(i) for i in (0, 1, 17575, 17576, MAX_SYMBOLS - 1)]
+    assert names == ["AAA", "AAB", "ZZZ", "AAAA", "ZZZZZ"]
+    assert len({symbol_name(i) for i in range(20000)}) == 20000
+    assert all(re.match(SYMBOL_PATTERN, n) for n in names)
+
+
+def test_every_symbol_gets_its_reference_first():
+    messages = first(50, symbols=20)
+    assert [m.kind for m in messages[:20]] == ["references"] * 20
+
+
+def test_mix_follows_the_fractions_and_every_malformed_record_breaks_its_rule():
+    messages = first(
+        20000, symbols=50, late_fraction=0.05, duplicate_fraction=0.05, malformed_fraction=0.05
+    )
+    kinds = Counter(m.kind for m in messages)
+    for kind in ("late", "duplicates", "malformed"):
+        assert 0.04 < kinds[kind] / len(messages) < 0.06, kinds
+    malformed = [m for m in messages if m.kind == "malformed"]
+    assert len({m.reason for m in malformed}) == 6
+    assert all(self_check(m) == m.reason for m in malformed)
+    assert all(self_check(m) is None for m in messages if m.kind != "malformed")
+    trade_ids = Counter(
+        json.loads(m.value)["trade_id"]
+        for m in messages
+        if m.kind != "malformed" and m.topic == "trades"
+    )
+    duplicated = sum(count - 1 for count in trade_ids.values())
+    assert duplicated == kinds["duplicates"]  # a duplicate is an exact re-send
+
+
+def test_late_trades_are_behind_by_the_requested_amount():
+    messages = first(5000, late_fraction=0.2, late_by_ms=60_000)
+    late = [json.loads(m.value)["event_timestamp"] for m in messages if m.kind == "late"]
+    assert late and max(late) < START_MS + 5000 - 60_000 + 1
+
+
+def test_report_totals():
+    report = SendReport()
+    for message in first(1000, malformed_fraction=0.1):
+        report.add(message)
+    sent = report.as_dict(2.0)["sent"]
+    assert sent["total"] == 1000
+    assert sum(sent[k] for k in ("trades", "references", "duplicates", "late", "malformed")) == 1000
+    assert sum(sent["malformed_by_reason"].values()) == sent["malformed"]
