@@ -84,21 +84,23 @@ def produce(layout: MarketLayout, *, count: int, seed: int, start_ms: int, **fra
     return json.loads(result.stdout.strip().splitlines()[-1])["sent"]
 
 
-def send_sentinel(platform, layout: MarketLayout, event_ms: int) -> None:
-    """A reference far ahead in event time: the watermark then passes every real trade."""
+def send_reference(platform, layout: MarketLayout, symbol: str, company: str, event_ms: int):
     producer = KafkaProducer(bootstrap_servers=platform.kafka_bootstrap, acks="all")
     value = {
         "schema_version": 1,
-        "symbol": SENTINEL_SYMBOL,
-        "company_name": "Sentinel",
-        "sector": "None",
+        "symbol": symbol,
+        "company_name": company,
+        "sector": "Sentinel" if symbol == SENTINEL_SYMBOL else "Utilities",
         "event_timestamp": event_ms,
     }
-    producer.send(
-        layout.reference_topic, key=SENTINEL_SYMBOL.encode(), value=json.dumps(value).encode()
-    )
+    producer.send(layout.reference_topic, key=symbol.encode(), value=json.dumps(value).encode())
     producer.flush()
     producer.close()
+
+
+def send_sentinel(platform, layout: MarketLayout, event_ms: int) -> None:
+    """A reference far ahead in event time: the watermark then passes every real trade."""
+    send_reference(platform, layout, SENTINEL_SYMBOL, "Sentinel", event_ms)
 
 
 def pipeline_command(layout: MarketLayout, *extra: str) -> list[str]:
@@ -175,6 +177,9 @@ def test_every_record_lands_once_and_counts_reconcile(spark, platform, layout):
         malformed_fraction=0.03,
     )
     run_once(layout)
+    # Out of order: a reference older than trades already processed (but not older than the
+    # watermark) must still apply to the trades after it.
+    send_reference(platform, layout, "AAA", "Out Of Order Co", START_MS + 2000)
     # Run 2: late trades (an hour behind a watermark now near START_MS), then the sentinel.
     second = produce(layout, count=3000, seed=2, start_ms=START_MS + 4000, late_fraction=0.05)
     send_sentinel(platform, layout, START_MS + 24 * 3600 * 1000)
@@ -189,7 +194,7 @@ def test_every_record_lands_once_and_counts_reconcile(spark, platform, layout):
     }
     # Bronze: every well-formed message once (Kafka coordinates unique), malformed quarantined.
     assert len(bronze) == sent["trades"] + sent["duplicates"] + sent["late"]
-    assert len(references) == sent["references"] + 1  # + the sentinel
+    assert len(references) == sent["references"] + 2  # + out-of-order reference + sentinel
     assert len(quarantine) == sent["malformed"]
     assert not bronze.duplicated(["kafka_topic", "kafka_partition", "kafka_offset"]).any()
     by_reason = quarantine["reason"].value_counts().to_dict()
@@ -201,7 +206,8 @@ def test_every_record_lands_once_and_counts_reconcile(spark, platform, layout):
     assert quarantine["raw_value"].notna().all()
 
     # Silver: each distinct on-time trade once, enriched as of its event time.
-    check_silver(spark, layout, sent["trades"])
+    silver = check_silver(spark, layout, sent["trades"])
+    assert (silver["company_name"] == "Out Of Order Co").any()
     rejected = table(spark, layout, "quarantine_trades_enrichment")
     dropped_late = report["trades_enrichment"]["rows_dropped_by_watermark"]
     assert (rejected["reason"] == "duplicate_trade_id").sum() == sent["duplicates"]
