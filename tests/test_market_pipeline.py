@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
@@ -151,6 +152,17 @@ def expected_enrichment(trades: pd.DataFrame, references: pd.DataFrame) -> pd.Da
     return merged.set_index("trade_id")[["company_name", "sector"]].sort_index()
 
 
+def recorded_progress(platform, layout: MarketLayout, query: str) -> tuple[int, int, int]:
+    """(batches, input rows, rows dropped by the watermark) the progress listener stored."""
+    query_id = json.loads((Path(layout.checkpoint(query)) / "metadata").read_text())["id"]
+    with psycopg.connect(platform.postgres_dsn()) as conn:
+        return conn.execute(
+            "SELECT count(*), sum(input_rows), sum(rows_dropped_by_watermark)"
+            " FROM stream_progress WHERE query_id = %s",
+            (query_id,),
+        ).fetchone()
+
+
 def check_silver(spark, layout: MarketLayout, expected_trades: int) -> pd.DataFrame:
     bronze = table(spark, layout, "bronze_trades")
     references = table(spark, layout, "bronze_company_reference")
@@ -215,6 +227,12 @@ def test_every_record_lands_once_and_counts_reconcile(spark, platform, layout):
     assert len(bronze) == sent["trades"] + len(rejected) + dropped_late
     assert dropped_late + (rejected["reason"] == "late_trade").sum() == sent["late"]
     assert dropped_late > 0  # Spark itself dropped and counted the hour-late trades
+    # The progress listener kept the same counts in Postgres, one row per batch.
+    _, bronze_input, _ = recorded_progress(platform, layout, "market_bronze")
+    assert bronze_input == first["total"] + second["total"] + 2
+    batches, _, recorded_drops = recorded_progress(platform, layout, "trades_enrichment")
+    assert batches >= 2
+    assert recorded_drops == dropped_late
 
 
 def test_killed_driver_restarts_from_its_checkpoint_without_loss_or_duplicates(

@@ -29,6 +29,7 @@ def _require_services(settings: Settings) -> None:
     needed = {
         "Kafka": (settings.kafka_host, settings.kafka_port),
         "S3": (s3.hostname or settings.s3_host, s3.port or settings.s3_port),
+        "Postgres": (settings.postgres_host, settings.postgres_port),
     }
     for name, (host, port) in needed.items():
         if not port_in_use(host, port):
@@ -71,6 +72,7 @@ def main(
     from spark.jobs import market_bronze
     from spark.jobs.market_layout import MarketLayout
     from spark.jobs.trade_enrichment import job as enrichment
+    from spark.progress import PostgresProgressListener
     from spark.session import build_spark_session
 
     layout = (
@@ -79,6 +81,7 @@ def main(
     spark = build_spark_session("market_pipeline", settings, master=master or None)
     trigger = {"availableNow": True} if once else {"processingTime": f"{interval} seconds"}
     started = []
+    spark.streams.addListener(PostgresProgressListener(settings))
     market_bronze.ensure_tables(spark, layout)
 
     def start_bronze():
