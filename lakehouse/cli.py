@@ -195,3 +195,14 @@ def doctor() -> None:
 
 if __name__ == "__main__":
     app()
+
+
+@app.command(
+    "dbt",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def dbt_command(ctx: typer.Context) -> None:
+    """Run dbt on the lake with the platform's settings, e.g. `lakehouse dbt build`."""
+    from lakehouse.analytics import run_dbt
+
+    raise typer.Exit(run_dbt(load_settings(), ctx.args or ["build"]).returncode)

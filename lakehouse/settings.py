@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import sysconfig
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -108,6 +109,16 @@ class Settings(BaseSettings):
     @property
     def credentials_path(self) -> Path:
         return self.home / CREDENTIALS_FILE
+
+    @property
+    def duckdb_path(self) -> Path:
+        """The analytics database dbt builds (marts over the lake)."""
+        return self.home / "analytics" / "lakehouse.duckdb"
+
+    @property
+    def duckdb_extension_dir(self) -> Path:
+        """DuckDB extensions from the duckdb-ext-* wheels: never downloaded at run time."""
+        return Path(sysconfig.get_paths()["purelib"]) / "duckdb_ext" / "extensions"
 
     @property
     def venv_bin(self) -> Path:

@@ -130,10 +130,10 @@ class MarketSimulator:
             record["schema_version"] = 99
         return Message("malformed", "trades", symbol.encode(), _json(record), reason)
 
-    def messages(self, start_ms: int, clock=None) -> Iterator[Message]:
+    def messages(self, start_ms: int, clock=None, step_ms: int = 1) -> Iterator[Message]:
         """Every symbol's reference first, then trades and updates, forever.
 
-        Event time advances 1 ms per message from `start_ms`, or follows `clock()` (ms)
+        Event time advances `step_ms` per message from `start_ms`, or follows `clock()` (ms)
         when given (live feeds).
         """
         names = list(self._prices)
@@ -144,7 +144,7 @@ class MarketSimulator:
                 "references", "references", name.encode(), _json(self.reference(name, now))
             )
         while True:
-            now = clock() if clock else now + 1
+            now = clock() if clock else now + step_ms
             name = rng.choice(names)
             key = name.encode()
             draw = rng.random()
@@ -195,6 +195,7 @@ def main(
     symbols: int = typer.Option(500, min=1),
     seed: int = typer.Option(42),
     start_ms: int = typer.Option(0, help="event time of the first message (0: now)"),
+    step_ms: int = typer.Option(1, min=1, help="event time between messages, without --rate"),
     reference_every: int = typer.Option(200, min=1, help="one reference update per N trades"),
     late_fraction: float = typer.Option(0.0, min=0.0, max=1.0),
     late_by_ms: int = typer.Option(3_600_000, min=1, help="how far behind late trades are"),
@@ -239,7 +240,7 @@ def main(
     report = SendReport()
     started = time.monotonic()
     try:
-        for n, message in enumerate(simulator.messages(first_ms, clock), start=1):
+        for n, message in enumerate(simulator.messages(first_ms, clock, step_ms), start=1):
             producer.send(topics[message.topic], key=message.key, value=message.value)
             report.add(message)
             if count and n >= count:

@@ -49,8 +49,8 @@ def layout(platform):
     return layout
 
 
-def produce(layout: MarketLayout, *, count: int, seed: int, start_ms: int, **fractions) -> dict:
-    options = [f"--{name.replace('_', '-')}={value}" for name, value in fractions.items()]
+def produce(layout: MarketLayout, *, count: int, seed: int, start_ms: int, **options) -> dict:
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in options.items()]
     result = subprocess.run(
         [
             sys.executable,
@@ -72,7 +72,7 @@ def produce(layout: MarketLayout, *, count: int, seed: int, start_ms: int, **fra
             layout.trades_topic,
             "--reference-topic",
             layout.reference_topic,
-            *options,
+            *flags,
         ],
         env=TEST_ENV,
         capture_output=True,

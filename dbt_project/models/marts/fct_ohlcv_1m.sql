@@ -1,0 +1,2 @@
+{{ config(materialized='table') }}
+{{ ohlcv('1 minute') }}

@@ -1,0 +1,2 @@
+{{ config(materialized='table') }}
+{{ ohlcv('5 minutes') }}

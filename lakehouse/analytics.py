@@ -1,0 +1,49 @@
+"""Run dbt on the lake: the environment profiles.yml reads, built from the settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+
+from lakehouse.settings import PROJECT_ROOT, Settings
+
+DBT_PROJECT = PROJECT_ROOT / "dbt_project"
+
+
+def dbt_env(settings: Settings, lake_root: str | None = None) -> dict[str, str]:
+    """What dbt_project/profiles.yml and the sources read; lake_root is an s3:// URI."""
+    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "LAKEHOUSE_DUCKDB_PATH": str(settings.duckdb_path),
+        "LAKEHOUSE_DUCKDB_EXTENSION_DIR": str(settings.duckdb_extension_dir),
+        "LAKEHOUSE_S3_ACCESS_KEY": settings.s3_access_key or "",
+        "LAKEHOUSE_S3_SECRET_KEY": settings.s3_secret_key or "",
+        "LAKEHOUSE_S3_HOST": settings.s3_host,
+        "LAKEHOUSE_S3_PORT": str(settings.s3_port),
+        "LAKEHOUSE_S3_REGION": settings.s3_region,
+        # DuckDB speaks s3://; Spark's layouts say s3a:// for the same objects.
+        "LAKEHOUSE_DBT_LAKE_ROOT": (lake_root or settings.lake_uri).replace("s3a://", "s3://", 1),
+    }
+
+
+def run_dbt(
+    settings: Settings, args: Sequence[str], *, lake_root: str | None = None, capture: bool = False
+) -> subprocess.CompletedProcess:
+    command = [
+        str(settings.venv_bin / "dbt"),
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT),
+        "--profiles-dir",
+        str(DBT_PROJECT),
+    ]
+    return subprocess.run(
+        command,
+        env=dbt_env(settings, lake_root),
+        cwd=DBT_PROJECT,
+        capture_output=capture,
+        text=True,
+        check=False,
+    )

@@ -1,0 +1,69 @@
+"""dbt build over lake data the real pipeline wrote: models, tests, docs and freshness."""
+
+from __future__ import annotations
+
+import uuid
+
+import duckdb
+import pytest
+
+from lakehouse.analytics import run_dbt
+from spark.jobs.market_layout import MarketLayout
+from tests.test_market_pipeline import START_MS, produce, run_once, send_sentinel, table
+
+pytestmark = [pytest.mark.services, pytest.mark.spark, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def lake(platform):
+    """An isolated lake with bronze and silver written by the market pipeline."""
+    from kafka import KafkaAdminClient
+
+    layout = MarketLayout.isolated(platform, "dbt" + uuid.uuid4().hex[:8])
+    admin = KafkaAdminClient(bootstrap_servers=platform.kafka_bootstrap)
+    admin.create_topics(
+        {layout.trades_topic: {"num_partitions": 3}, layout.reference_topic: {"num_partitions": 3}}
+    )
+    admin.close()
+    # Three minutes of event time, so there are several one-minute bars per symbol.
+    produce(layout, count=4000, seed=11, start_ms=START_MS, malformed_fraction=0.01, step_ms=45)
+    send_sentinel(platform, layout, START_MS + 24 * 3600 * 1000)
+    run_once(layout)
+    return layout
+
+
+def test_dbt_build_passes_and_bars_match_the_silver_trades(platform, spark, lake):
+    result = run_dbt(platform, ["build"], lake_root=lake.lake_root, capture=True)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "ERROR=0" in result.stdout
+
+    silver = table(spark, lake, "trades_enriched")
+    with duckdb.connect(str(platform.duckdb_path), read_only=True) as con:
+        bars = con.execute(
+            "SELECT symbol, sum(trade_count), max(high), min(low), sum(volume)"
+            " FROM fct_ohlcv_1m GROUP BY symbol ORDER BY symbol"
+        ).fetchall()
+        minutes = con.execute("SELECT count(DISTINCT bar_start) FROM fct_ohlcv_1m").fetchone()[0]
+    expected = (
+        silver.groupby("symbol")
+        .agg(
+            n=("trade_id", "count"),
+            high=("price", "max"),
+            low=("price", "min"),
+            volume=("volume", "sum"),
+        )
+        .sort_index()
+    )
+    assert [b[0] for b in bars] == list(expected.index)
+    for symbol, count, high, low, volume in bars:
+        row = expected.loc[symbol]
+        assert (count, high, low, volume) == (row.n, row.high, row.low, row.volume)
+    assert minutes >= 3
+
+
+def test_dbt_docs_and_source_freshness(platform, lake):
+    root = lake.lake_root
+    docs = run_dbt(platform, ["docs", "generate"], lake_root=root, capture=True)
+    assert docs.returncode == 0, docs.stdout[-3000:]
+    freshness = run_dbt(platform, ["source", "freshness"], lake_root=root, capture=True)
+    assert freshness.returncode == 0, freshness.stdout[-3000:]
