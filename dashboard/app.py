@@ -1,25 +1,120 @@
-"""Streamlit entry point. The per-ticker dashboard is built on this page (issue: analytics
-and dashboard); until then it shows which platform services answer."""
+"""Streamlit dashboard: per-ticker trends from the lake's marts, sectors, movers, pipeline health.
+
+Queries live in dashboard/queries.py and figures in dashboard/charts.py; this file only lays
+them out. Reads are cached for REFRESH_S seconds, and the chart refreshes itself at that pace.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import streamlit as st
 
+from dashboard import charts, queries
 from lakehouse.health import check_services
 from lakehouse.settings import load_settings
 
+REFRESH_S = 30
+
 st.set_page_config(page_title="Streaming lakehouse", layout="wide")
-st.title("Streaming lakehouse")
 settings = load_settings()
-st.caption(
-    f"Airflow: {settings.airflow_url} · S3: {settings.s3_endpoint} · "
-    f"Kafka: {settings.kafka_bootstrap}"
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def load_symbols() -> list[str]:
+    with queries.marts(settings) as con:
+        return queries.symbols(con)
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def load_bars(symbol: str, width: str, hours: int):
+    with queries.marts(settings) as con:
+        as_of = queries.data_as_of(con)
+        since = as_of - timedelta(hours=hours) if as_of is not None and hours else None
+        return queries.bars(con, symbol, width, since), as_of
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def load_overview():
+    with queries.marts(settings) as con:
+        return queries.sectors(con), queries.top_movers(con), queries.quarantine_counts(con)
+
+
+def trends_page() -> None:
+    st.title("Per-ticker trends")
+    try:
+        names = load_symbols()
+    except queries.NoData as empty:
+        st.info(str(empty))
+        return
+    if not names:
+        st.info("The lake has no trades yet: start the demo feed and the market pipeline.")
+        return
+    symbol = st.sidebar.selectbox("Ticker", names, key="ticker")
+    width = st.sidebar.radio("Bar", list(queries.BAR_TABLES), key="width")
+    hours = st.sidebar.select_slider(
+        "Time range (hours, 0 = all)", options=[0, 1, 6, 24, 168], value=0, key="hours"
+    )
+    live_chart(symbol, width, hours)
+
+
+@st.fragment(run_every=REFRESH_S)
+def live_chart(symbol: str, width: str, hours: int) -> None:
+    """Re-runs on its own every REFRESH_S seconds: the page follows the stream."""
+    bars, as_of = load_bars(symbol, width, hours)
+    st.caption(f"Data as of {as_of:%Y-%m-%d %H:%M} UTC (latest one-minute bar in the marts)")
+    if bars.empty:
+        st.info(f"No {width} bars for {symbol} in this range.")
+        return
+    last = bars.iloc[-1]
+    left, middle, right = st.columns(3)
+    left.metric("Close", f"{last['close']:.2f}", f"{(last['return'] or 0) * 100:.2f} %")
+    middle.metric("VWAP", f"{last['vwap']:.2f}")
+    right.metric("Trades in bar", int(last["trade_count"]))
+    st.plotly_chart(charts.candlestick(bars, symbol), width="stretch", key="candles")
+
+
+def overview_page() -> None:
+    st.title("Sectors and top movers")
+    try:
+        sectors, movers, _ = load_overview()
+    except queries.NoData as empty:
+        st.info(str(empty))
+        return
+    if sectors.empty:
+        st.info("No sector data yet.")
+    else:
+        st.plotly_chart(charts.sector_volume(sectors), width="stretch", key="sectors")
+    st.subheader("Top movers (latest day)")
+    st.dataframe(movers, width="stretch", hide_index=True)
+
+
+def health_page() -> None:
+    st.title("Pipeline health")
+    services = check_services(settings)
+    st.dataframe(
+        [{"service": name, "healthy": "yes" if ok else "no"} for name, ok in services.items()],
+        hide_index=True,
+    )
+    st.subheader("Streams (last micro-batch of each query)")
+    streams = queries.stream_health(settings) if services.get("postgres") else None
+    if streams is None or streams.empty:
+        st.info("No streaming query has recorded a batch yet.")
+    else:
+        st.dataframe(streams, width="stretch", hide_index=True)
+    st.subheader("Quarantined records by reason")
+    try:
+        _, _, quarantine = load_overview()
+        st.dataframe(quarantine, hide_index=True)
+    except queries.NoData as empty:
+        st.info(str(empty))
+
+
+page = st.navigation(
+    [
+        st.Page(trends_page, title="Trends", default=True),
+        st.Page(overview_page, title="Sectors and movers"),
+        st.Page(health_page, title="Pipeline health"),
+    ]
 )
-results = check_services(settings)
-st.subheader("Platform services")
-st.dataframe(
-    [{"service": name, "healthy": "yes" if ok else "no"} for name, ok in results.items()],
-    width="stretch",
-    hide_index=True,
-)
-st.info("Per-ticker trends appear here once the trades pipeline writes to the lake.")
+page.run()

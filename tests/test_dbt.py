@@ -32,10 +32,15 @@ def lake(platform):
     return layout
 
 
-def test_dbt_build_passes_and_bars_match_the_silver_trades(platform, spark, lake):
-    result = run_dbt(platform, ["build"], lake_root=lake.lake_root, capture=True)
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert "ERROR=0" in result.stdout
+@pytest.fixture(scope="module")
+def built(platform, lake):
+    """`dbt build` over that lake, once for the module (the dashboard test reads its marts)."""
+    return run_dbt(platform, ["build"], lake_root=lake.lake_root, capture=True)
+
+
+def test_dbt_build_passes_and_bars_match_the_silver_trades(platform, spark, lake, built):
+    assert built.returncode == 0, built.stdout[-4000:]
+    assert "ERROR=0" in built.stdout
 
     silver = table(spark, lake, "trades_enriched")
     with duckdb.connect(str(platform.duckdb_path), read_only=True) as con:
@@ -67,3 +72,29 @@ def test_dbt_docs_and_source_freshness(platform, lake):
     assert docs.returncode == 0, docs.stdout[-3000:]
     freshness = run_dbt(platform, ["source", "freshness"], lake_root=root, capture=True)
     assert freshness.returncode == 0, freshness.stdout[-3000:]
+
+
+def test_dashboard_shows_the_chosen_tickers_bars(platform, built):
+    """On the marts just built: picking another ticker changes the candlestick's data."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    from lakehouse.settings import PROJECT_ROOT
+
+    assert built.returncode == 0
+    app = AppTest.from_file(str(PROJECT_ROOT / "dashboard" / "app.py"), default_timeout=60).run()
+    assert not app.exception
+
+    def candles() -> dict:
+        figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+        return next(t for t in figure["data"] if t["type"] == "candlestick")
+
+    ticker = app.sidebar.selectbox[0]
+    first = candles()
+    assert first["name"] == ticker.value and len(first["x"]) >= 3
+    other = next(option for option in ticker.options if option != ticker.value)
+    ticker.select(other).run()
+    second = candles()
+    assert second["name"] == other
+    assert second["close"] != first["close"]
