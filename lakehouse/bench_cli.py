@@ -36,14 +36,24 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _enrichment(rows: int, symbols: int, repeat: int, buckets: int, as_json: bool) -> None:
-    from spark.bench import enrichment
+def _with_spark(name: str, work):
+    """Run work(spark, settings) on a local[2] session that needs no running platform."""
     from spark.session import build_spark_session
 
     settings = load_settings()
-    spark = build_spark_session("bench-enrichment", settings, master="local[2]", needs_lake=False)
+    spark = build_spark_session(f"bench-{name}", settings, master="local[2]", needs_lake=False)
     try:
-        result = enrichment.run(
+        return work(spark, settings)
+    finally:
+        spark.stop()
+
+
+def _enrichment(rows: int, symbols: int, repeat: int, buckets: int, as_json: bool) -> None:
+    from spark.bench import enrichment
+
+    result = _with_spark(
+        "enrichment",
+        lambda spark, settings: enrichment.run(
             spark,
             Path(settings.home) / "bench",
             rows=rows,
@@ -51,10 +61,27 @@ def _enrichment(rows: int, symbols: int, repeat: int, buckets: int, as_json: boo
             repeat=repeat,
             buckets=buckets,
             log=_log,
-        )
-    finally:
-        spark.stop()
+        ),
+    )
     _emit(result, f"enrichment-{symbols}", as_json)
+
+
+def _analytics(rows: int, as_json: bool) -> None:
+    from spark.bench import analytics
+
+    result = _with_spark(
+        "analytics", lambda spark, settings: analytics.run(spark, settings, rows=rows, log=_log)
+    )
+    _emit(result, "analytics", as_json)
+
+
+@bench_app.command("analytics")
+def analytics_command(
+    rows: int = typer.Option(10_000_000, min=1000),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """dbt build vs one plain DuckDB aggregation; the dashboard's per-ticker query p95."""
+    _analytics(rows, as_json)
 
 
 @bench_app.command("enrichment")
@@ -74,3 +101,4 @@ def all_command(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every benchmark with its default sizes."""
     for symbols in (500, 5000):
         _enrichment(1_000_000, symbols, 3, 16, as_json)
+    _analytics(10_000_000, as_json)

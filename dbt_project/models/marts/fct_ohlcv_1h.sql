@@ -1,2 +1,2 @@
 {{ config(materialized='table') }}
-{{ ohlcv('1 hour') }}
+{{ ohlcv('1 hour', from_bars='fct_ohlcv_1m') }}

@@ -1,2 +1,2 @@
 {{ config(materialized='table') }}
-{{ ohlcv('5 minutes') }}
+{{ ohlcv('5 minutes', from_bars='fct_ohlcv_1m') }}

@@ -1,0 +1,123 @@
+"""Benchmark of the analytics layer: `dbt build` and the dashboard's per-ticker query.
+
+A generated silver table (Delta, local disk) of `rows` trades is built into marts by dbt;
+the same one-minute OHLCV is also computed by one plain DuckDB query over the same Delta
+table, in the same run, as the baseline. The dashboard's per-ticker query then runs for
+random tickers against the marts and its 95th percentile is reported.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import duckdb
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from dashboard import queries
+from lakehouse.analytics import run_dbt
+from lakehouse.settings import Settings
+from spark.bench.enrichment import SECTORS, generate_trades
+from spark.jobs.market_bronze import KAFKA_SOURCE_SCHEMA, transform
+from spark.jobs.market_layout import MarketLayout
+
+PLAIN_OHLCV = """
+SELECT symbol, time_bucket(INTERVAL '1 minute', event_time) AS bar_start,
+       arg_min(price, event_time) AS open, max(price) AS high, min(price) AS low,
+       arg_max(price, event_time) AS close, sum(volume) AS volume,
+       sum(price * volume) / sum(volume) AS vwap, count(*) AS trade_count
+FROM delta_scan('{path}') GROUP BY 1, 2
+"""
+
+
+def write_lake(spark: SparkSession, root: Path, rows: int, symbols: int) -> None:
+    """Silver trades shaped like the pipeline's, plus an empty quarantine table."""
+    sectors = F.array(*[F.lit(s) for s in SECTORS])
+    trades = generate_trades(spark, rows, symbols, seed=3).select(
+        "trade_id",
+        "symbol",
+        "event_time",
+        F.to_date("event_time").alias("event_date"),
+        "price",
+        "volume",
+        F.concat("symbol", F.lit(" Holdings")).alias("company_name"),
+        F.element_at(
+            sectors, (F.pmod(F.xxhash64("symbol"), F.lit(len(SECTORS))) + 1).cast("int")
+        ).alias("sector"),
+        "kafka_partition",
+        "kafka_offset",
+        F.current_timestamp().alias("enriched_at"),
+    )
+    trades.write.format("delta").partitionBy("event_date").save(
+        str(root / "silver" / "trades_enriched")
+    )
+    layout = MarketLayout("t", "r", str(root), root / "checkpoints")
+    empty = transform(spark.createDataFrame([], KAFKA_SOURCE_SCHEMA), layout).quarantine
+    empty.write.format("delta").save(str(root / "quarantine" / "market"))
+
+
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    rows: int,
+    symbols: int = 500,
+    lookups: int = 200,
+    log=print,
+) -> dict:
+    root = settings.home / "bench" / f"analytics-{rows}"
+    shutil.rmtree(root, ignore_errors=True)
+    # The bench builds its own DuckDB file, never the platform's.
+    bench_settings = settings.model_copy(update={"home": root / "home"})
+    log(f"writing {rows:,} silver trades over {symbols} symbols")
+    write_lake(spark, root, rows, symbols)
+
+    log("dbt build")
+    began = time.perf_counter()
+    result = run_dbt(bench_settings, ["build"], lake_root=str(root), capture=True)
+    dbt_build_s = time.perf_counter() - began
+    if result.returncode != 0:
+        raise RuntimeError(f"dbt build failed:\n{result.stdout[-3000:]}")
+
+    log("plain DuckDB aggregation")
+    con = duckdb.connect(
+        config={
+            "autoinstall_known_extensions": "false",
+            "extension_directory": str(settings.duckdb_extension_dir),
+        }
+    )
+    con.execute("LOAD delta")
+    began = time.perf_counter()
+    plain_bars = len(
+        con.execute(PLAIN_OHLCV.format(path=root / "silver" / "trades_enriched")).fetchall()
+    )
+    duckdb_aggregate_s = time.perf_counter() - began
+    con.close()
+
+    log(f"{lookups} per-ticker queries")
+    timings = []
+    with queries.marts(bench_settings) as marts:
+        names = queries.symbols(marts)
+        rng = random.Random(1)
+        for _ in range(lookups):
+            began = time.perf_counter()
+            queries.bars(marts, rng.choice(names), "1 minute")
+            timings.append((time.perf_counter() - began) * 1000)
+        mart_bars = marts.execute("SELECT count(*) FROM fct_ohlcv_1m").fetchone()[0]
+    shutil.rmtree(root, ignore_errors=True)
+    return {
+        "benchmark": "analytics",
+        "rows": rows,
+        "symbols": symbols,
+        "dbt_build_s": round(dbt_build_s, 2),
+        "duckdb_aggregate_s": round(duckdb_aggregate_s, 2),
+        "dbt_vs_duckdb": round(dbt_build_s / duckdb_aggregate_s, 2),
+        "ticker_query_p50_ms": round(statistics.median(timings), 1),
+        "ticker_query_p95_ms": round(statistics.quantiles(timings, n=20)[18], 1),
+        "bars_1m": mart_bars,
+        "bars_1m_plain": plain_bars,
+    }
