@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -12,6 +13,7 @@ from spark.jobs.market_layout import MarketLayout
 from tests.test_market_pipeline import START_MS, produce, run_once, send_sentinel, table
 
 pytestmark = [pytest.mark.services, pytest.mark.spark, pytest.mark.slow]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +100,48 @@ def test_dashboard_shows_the_chosen_tickers_bars(platform, built):
     second = candles()
     assert second["name"] == other
     assert second["close"] != first["close"]
+
+
+@pytest.mark.skipif(
+    not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()),
+    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
+)
+def test_a_real_browser_renders_the_candlestick(platform, built):
+    """Headless Chromium opens the running dashboard; the chart is there, with data."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as ChromeService
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert built.returncode == 0
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={ARTIFACTS / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=ChromeService("/usr/bin/chromedriver"), options=options)
+    try:
+        browser.get(platform.dashboard_url)
+        # Plotly keeps the figure's traces on its div; wait until a candlestick has points.
+        points = WebDriverWait(browser, 90, poll_frequency=1).until(
+            lambda b: b.execute_script(
+                "const plot = document.querySelector('.js-plotly-plot');"
+                "if (!plot || !plot.data) return 0;"
+                "const candles = plot.data.find(t => t.type === 'candlestick');"
+                "return candles ? candles.x.length : 0;"
+            )
+        )
+        assert points >= 3
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    finally:
+        browser.quit()
