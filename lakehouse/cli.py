@@ -193,10 +193,6 @@ def doctor() -> None:
     console.print("[green]all checks passed[/green]")
 
 
-if __name__ == "__main__":
-    app()
-
-
 @app.command(
     "dbt",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
@@ -206,3 +202,7 @@ def dbt_command(ctx: typer.Context) -> None:
     from lakehouse.analytics import run_dbt
 
     raise typer.Exit(run_dbt(load_settings(), ctx.args or ["build"]).returncode)
+
+
+if __name__ == "__main__":
+    app()

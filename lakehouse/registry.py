@@ -58,7 +58,3 @@ TABLES: dict[str, Table] = {
         ),
     )
 }
-
-
-def table_uri(lake_uri: str, name: str) -> str:
-    return f"{lake_uri}/{TABLES[name].path}"

@@ -154,13 +154,10 @@ class MarketSimulator:
                 yield self.malformed(name, now)
             elif draw < self.malformed_fraction + self.duplicate_fraction and self._recent:
                 yield replace(rng.choice(self._recent), kind="duplicates")
-            elif draw < self.malformed_fraction + self.duplicate_fraction + self.late_fraction:
-                record = self.trade(name, now - self.late_by_ms)
-                message = Message("late", "trades", key, _json(record))
-                self._recent.append(message)
-                yield message
             else:
-                message = Message("trades", "trades", key, _json(self.trade(name, now)))
+                late = draw < self.malformed_fraction + self.duplicate_fraction + self.late_fraction
+                record = self.trade(name, now - self.late_by_ms if late else now)
+                message = Message("late" if late else "trades", "trades", key, _json(record))
                 self._recent.append(message)
                 yield message
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from pyspark.sql import DataFrame
+
+
+@contextmanager
+def persisted(df: DataFrame) -> Iterator[DataFrame]:
+    """Keep a micro-batch cached while several writes read it, then release it."""
+    df.persist()
+    try:
+        yield df
+    finally:
+        df.unpersist()
 
 
 def append_exactly_once(

@@ -49,9 +49,24 @@ def layout(platform):
     return layout
 
 
+def run_json(command: list[str], timeout: float) -> dict:
+    """Run a command of this project to completion; its last stdout line is a JSON report."""
+    result = subprocess.run(
+        command,
+        env=TEST_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def produce(layout: MarketLayout, *, count: int, seed: int, start_ms: int, **options) -> dict:
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in options.items()]
-    result = subprocess.run(
+    report = run_json(
         [
             sys.executable,
             "-m",
@@ -74,15 +89,9 @@ def produce(layout: MarketLayout, *, count: int, seed: int, start_ms: int, **opt
             layout.reference_topic,
             *flags,
         ],
-        env=TEST_ENV,
-        capture_output=True,
-        text=True,
         timeout=300,
-        cwd=PROJECT_ROOT,
-        check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])["sent"]
+    return report["sent"]
 
 
 def send_reference(platform, layout: MarketLayout, symbol: str, company: str, event_ms: int):
@@ -123,17 +132,7 @@ def pipeline_command(layout: MarketLayout, *extra: str) -> list[str]:
 
 
 def run_once(layout: MarketLayout) -> dict:
-    result = subprocess.run(
-        pipeline_command(layout, "--once"),
-        env=TEST_ENV,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=PROJECT_ROOT,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_json(pipeline_command(layout, "--once"), timeout=900)
 
 
 def table(spark, layout: MarketLayout, name: str) -> pd.DataFrame:

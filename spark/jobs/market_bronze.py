@@ -22,10 +22,11 @@ from lakehouse.schemas import (
     LATEST_TRADE,
     REFERENCE_RULES,
     TRADE_RULES,
+    RecordSchema,
     spark_schema,
 )
 from lakehouse.settings import Settings
-from spark.delta_sink import append_exactly_once
+from spark.delta_sink import append_exactly_once, persisted
 from spark.jobs.market_layout import MarketLayout
 
 QUERY_NAME = "market_bronze"
@@ -105,26 +106,20 @@ def _with_event_time(df: DataFrame) -> DataFrame:
     return df.withColumn("event_time", event_time).withColumn("event_date", F.to_date(event_time))
 
 
-def transform(
-    raw: DataFrame, layout: MarketLayout, ingested_at: Column | None = None
-) -> BronzeOutputs:
+def _accepted(parsed: DataFrame, schema: RecordSchema, ingested_at: Column) -> DataFrame:
+    """The valid records with their typed fields, event time and Kafka position."""
+    fields = [f.name for f in schema.fields if f.name != "event_timestamp"]
+    return _with_event_time(parsed.where(F.col("reason").isNull())).select(
+        *fields, "event_time", "event_date", *KAFKA_COLUMNS, ingested_at.alias("ingested_at")
+    )
+
+
+def transform(raw: DataFrame, layout: MarketLayout) -> BronzeOutputs:
     """Route every Kafka record to exactly one of trades, references or quarantine."""
-    ingested_at = ingested_at if ingested_at is not None else F.current_timestamp()
+    ingested_at = F.current_timestamp()
     trades = _parsed(raw.where(F.col("topic") == layout.trades_topic), LATEST_TRADE, TRADE_RULES)
     references = _parsed(
         raw.where(F.col("topic") == layout.reference_topic), LATEST_REFERENCE, REFERENCE_RULES
-    )
-    trade_fields = [f.name for f in LATEST_TRADE.fields if f.name != "event_timestamp"]
-    reference_fields = [f.name for f in LATEST_REFERENCE.fields if f.name != "event_timestamp"]
-    good_trades = _with_event_time(trades.where(F.col("reason").isNull())).select(
-        *trade_fields, "event_time", "event_date", *KAFKA_COLUMNS, ingested_at.alias("ingested_at")
-    )
-    good_references = _with_event_time(references.where(F.col("reason").isNull())).select(
-        *reference_fields,
-        "event_time",
-        "event_date",
-        *KAFKA_COLUMNS,
-        ingested_at.alias("ingested_at"),
     )
     quarantine_columns = ["reason", "raw_key", "raw_value", *KAFKA_COLUMNS]
     quarantine = (
@@ -135,7 +130,11 @@ def transform(
         .withColumn("ingested_at", ingested_at)
         .withColumn("ingest_date", F.to_date(ingested_at))
     )
-    return BronzeOutputs(good_trades, good_references, quarantine)
+    return BronzeOutputs(
+        _accepted(trades, LATEST_TRADE, ingested_at),
+        _accepted(references, LATEST_REFERENCE, ingested_at),
+        quarantine,
+    )
 
 
 def _by_table(outputs: BronzeOutputs) -> list[tuple[str, DataFrame]]:
@@ -174,11 +173,8 @@ def start(
 
     def per_batch(batch: DataFrame, batch_id: int) -> None:
         # The three writes read the same micro-batch: fetch it from Kafka once.
-        batch = batch.persist()
-        try:
+        with persisted(batch):
             load_batch(layout, transform(batch, layout), batch_id)
-        finally:
-            batch.unpersist()
 
     return (
         extract(spark, settings, layout, max_offsets=max_offsets)

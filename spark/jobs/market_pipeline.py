@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
-from urllib.parse import urlparse
 
 import typer
 
@@ -25,10 +23,9 @@ log = logging.getLogger("market_pipeline")
 
 
 def _require_services(settings: Settings) -> None:
-    s3 = urlparse(settings.s3_endpoint)
     needed = {
         "Kafka": (settings.kafka_host, settings.kafka_port),
-        "S3": (s3.hostname or settings.s3_host, s3.port or settings.s3_port),
+        "S3": (settings.s3_host, settings.s3_port),
         "Postgres": (settings.postgres_host, settings.postgres_port),
     }
     for name, (host, port) in needed.items():
@@ -38,19 +35,17 @@ def _require_services(settings: Settings) -> None:
 
 
 def summary(query) -> dict:
-    """What one query did in this run, for logs and reconciliation."""
-    progress = [p for p in query.recentProgress if p.get("numInputRows") is not None]
-    dropped = sum(
-        op.get("numRowsDroppedByWatermark", 0)
-        for p in progress
-        for op in p.get("stateOperators", [])
-    )
+    """What one query did in this run, for logs and reconciliation (the same per-batch
+    figures the progress listener stores)."""
+    from spark.progress import progress_row
+
+    batches = [progress_row(p) for p in query.recentProgress]
     return {
         "query": query.name,
-        "batches": len(progress),
-        "last_batch": progress[-1]["batchId"] if progress else None,
-        "input_rows": sum(p["numInputRows"] for p in progress),
-        "rows_dropped_by_watermark": dropped,
+        "batches": len(batches),
+        "last_batch": batches[-1]["batch_id"] if batches else None,
+        "input_rows": sum(b["input_rows"] for b in batches),
+        "rows_dropped_by_watermark": sum(b["rows_dropped_by_watermark"] for b in batches),
     }
 
 
@@ -130,4 +125,3 @@ def main(
 
 if __name__ == "__main__":
     typer.run(main)
-    sys.exit(0)

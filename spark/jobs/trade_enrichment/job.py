@@ -29,7 +29,7 @@ from pyspark.sql.types import (
 )
 
 from lakehouse.registry import TABLES
-from spark.delta_sink import append_exactly_once
+from spark.delta_sink import append_exactly_once, persisted
 from spark.jobs.market_layout import MarketLayout
 from spark.jobs.trade_enrichment import state as enrichment
 
@@ -201,11 +201,8 @@ def start(
 ):
     def per_batch(batch: DataFrame, batch_id: int) -> None:
         # Two writes read the batch: compute the stateful output once.
-        batch = batch.persist()
-        try:
+        with persisted(batch):
             load_batch(layout, batch, batch_id)
-        finally:
-            batch.unpersist()
 
     trades, references = extract(spark, layout, max_files=max_files)
     return (
