@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import dag, task
 
-DEFAULT_ARGS = {"owner": "platform", "retries": 2, "retry_delay": timedelta(seconds=30)}
+from lakehouse.orchestration import DEFAULT_ARGS, START_DATE
 
 
 @dag(
     dag_id="platform_health",
     schedule=timedelta(minutes=5),
-    start_date=datetime(2026, 1, 1),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
@@ -23,9 +23,9 @@ def platform_health():
     @task
     def check() -> dict[str, bool]:
         from lakehouse.health import check_services
-        from lakehouse.settings import load_settings
+        from lakehouse.orchestration import task_settings
 
-        results = check_services(load_settings())
+        results = check_services(task_settings())
         down = [name for name, ok in results.items() if not ok]
         if down:
             raise RuntimeError(f"services not answering: {', '.join(down)}")

@@ -58,6 +58,7 @@ class AirflowService(Service):
                 "AIRFLOW_HOME": str(self.airflow_home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(s.airflow_dags_paused),
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(s.airflow_parallelism),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": s.postgres_sqlalchemy_url(s.airflow_db),

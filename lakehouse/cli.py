@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from importlib import metadata
@@ -202,6 +203,42 @@ def dbt_command(ctx: typer.Context) -> None:
     from lakehouse.analytics import run_dbt
 
     raise typer.Exit(run_dbt(load_settings(), ctx.args or ["build"]).returncode)
+
+
+@app.command()
+def stream(
+    action: str = typer.Argument(..., help="status, start, stop or restart"),
+    job: str = typer.Argument("market_pipeline", help="a registered streaming job"),
+    namespace: str = typer.Option("", help="an isolated run's namespace"),
+) -> None:
+    """Start, stop or inspect a supervised streaming job (what the stream_control DAG does)."""
+    import psycopg
+
+    from infra.airflow import AirflowService
+    from lakehouse import supervision
+    from lakehouse.registry import STREAM_JOBS
+
+    if job not in STREAM_JOBS:
+        raise _fail(f"unknown job {job!r}; registered: {', '.join(sorted(STREAM_JOBS))}", 2)
+    if action not in ("status", "start", "stop", "restart"):
+        raise _fail(f"unknown action {action!r}: status, start, stop or restart", 2)
+    settings = load_settings()
+    # The driver is submitted exactly as the Airflow task submits it (same connection, env).
+    os.environ.update(AirflowService(settings).environment())
+    try:
+        if action == "status":
+            with supervision.connect(settings) as conn:
+                supervision.ensure_tables(conn)
+                state = supervision.read_state(
+                    conn, STREAM_JOBS[job], STREAM_JOBS[job].key(namespace)
+                )
+            console.print_json(json.dumps(state.__dict__, default=str))
+            return
+        console.print(supervision.control(settings, STREAM_JOBS[job], namespace, action))
+    except supervision.SupervisionError as error:
+        raise _fail(str(error)) from None
+    except psycopg.OperationalError as error:
+        raise _fail(f"Postgres is not reachable ({error}): start the platform (make up).") from None
 
 
 if __name__ == "__main__":

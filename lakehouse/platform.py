@@ -112,9 +112,22 @@ def up(services_in_order: list[Service], log: Log = print) -> StartReport:
     return StartReport([s.name for s in started], already, time.monotonic() - begun)
 
 
+# Stopped before the streaming drivers: nothing may restart a driver while `down` runs.
+_SUPERVISING_SERVICES = ("dashboard", "airflow")
+
+
 def down(services_in_order: list[Service], log: Log = print) -> list[str]:
     stopped = []
+    streams_stopped = False
     for service in reversed(services_in_order):
+        if not streams_stopped and service.name not in _SUPERVISING_SERVICES:
+            # The drivers Airflow started run detached; they go before the services they use.
+            from lakehouse.supervision import stop_running_drivers
+
+            for job_key in stop_running_drivers(service.settings):
+                log(f"stopped stream {job_key}")
+                stopped.append(job_key)
+            streams_stopped = True
         if service.process.stop(service.settings.service_stop_timeout_s):
             log(f"stopped {service.name}")
             stopped.append(service.name)

@@ -58,3 +58,36 @@ TABLES: dict[str, Table] = {
         ),
     )
 }
+
+
+@dataclass(frozen=True)
+class StreamJob:
+    """A long-running Spark driver that Airflow supervises.
+
+    `module` is run by spark-submit (through the apache-spark provider); `queries` are the
+    streaming queries it runs, and so the writers (Table.writer) of the tables it owns.
+    """
+
+    name: str
+    module: str
+    queries: tuple[str, ...]
+    args: tuple[str, ...] = ()
+
+    def key(self, namespace: str = "") -> str:
+        """Identity of one running instance: the job, or the job on an isolated namespace."""
+        return f"{self.name}@{namespace}" if namespace else self.name
+
+    def tables(self) -> list[Table]:
+        return [table for table in TABLES.values() if table.writer in self.queries]
+
+
+STREAM_JOBS: dict[str, StreamJob] = {
+    job.name: job
+    for job in (
+        StreamJob(
+            "market_pipeline",
+            "spark.jobs.market_pipeline",
+            ("market_bronze", "trades_enrichment"),
+        ),
+    )
+}

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     spark_worker_cores: int = 2
     spark_worker_memory: str = "2g"
     airflow_parallelism: int = 4
+    # False: the DAGs run as soon as Airflow sees them (make up); the tests pause them and
+    # run single DAG runs with `airflow dags test`.
+    airflow_dags_paused: bool = False
     service_stop_timeout_s: float = 20.0
 
     # ---- paths -------------------------------------------------------------------

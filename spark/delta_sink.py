@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pyspark.sql import DataFrame
+
+_WRITER_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+
+
+def writer_lock(writer: str) -> threading.Lock:
+    """The lock a writer (streaming query) holds around its commits; maintenance of its
+    tables in the same driver takes it too, so one commit to a table runs at a time."""
+    return _WRITER_LOCKS[writer]
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import psycopg
 from pyspark.sql.streaming import StreamingQueryListener
 
 from lakehouse.settings import Settings
+from lakehouse.supervision import ensure_tables, record_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -82,29 +83,47 @@ def progress_row(progress: dict) -> dict:
 
 
 class PostgresProgressListener(StreamingQueryListener):
-    def __init__(self, settings: Settings) -> None:
+    """Also the driver's heartbeat: every progress or idle event of a query refreshes
+    stream_heartbeat for (job_key, query), which the supervisor reads to spot a stall."""
+
+    def __init__(self, settings: Settings, job_key: str) -> None:
         self._dsn = settings.postgres_dsn()
+        self._job_key = job_key
+        self._names: dict[str, str] = {}  # query id -> name (idle events carry no name)
         with psycopg.connect(self._dsn, autocommit=True) as conn:
             conn.execute(DDL)
+            ensure_tables(conn)
+
+    def _write(self, what: str, write) -> None:
+        try:
+            with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
+                write(conn)
+        except psycopg.Error as error:
+            log.warning("could not record %s: %s", what, error)
 
     def onQueryStarted(self, event) -> None:
         log.info("query %s started (id %s, run %s)", event.name, event.id, event.runId)
+        self._names[str(event.id)] = event.name
+        self._write(
+            f"start of {event.name}",
+            lambda conn: record_heartbeat(conn, self._job_key, event.name),
+        )
 
     def onQueryProgress(self, event) -> None:
         row = progress_row(event.progress)
-        try:
-            with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
-                conn.execute(UPSERT, row)
-        except psycopg.Error as error:
-            log.warning(
-                "could not record progress of %s batch %s: %s",
-                row["query_name"],
-                row["batch_id"],
-                error,
-            )
+
+        def write(conn):
+            conn.execute(UPSERT, row)
+            record_heartbeat(conn, self._job_key, row["query_name"], row["batch_id"])
+
+        self._write(f"progress of {row['query_name']} batch {row['batch_id']}", write)
 
     def onQueryIdle(self, event) -> None:
-        pass
+        name = self._names.get(str(event.id))
+        if name:
+            self._write(
+                f"idle event of {name}", lambda conn: record_heartbeat(conn, self._job_key, name)
+            )
 
     def onQueryTerminated(self, event) -> None:
         if event.exception:

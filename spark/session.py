@@ -37,10 +37,14 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.host": settings.bind_host,
         "spark.driver.bindAddress": settings.bind_host,
         "spark.ui.showConsoleProgress": "false",
+        "spark.log.level": "WARN",
         "spark.sql.shuffle.partitions": "8",
         "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
         "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # New tables keep a change data feed: the Postgres sync reads version ranges from
+        # it, and commits without data change (OPTIMIZE) add nothing to it.
+        "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
         "spark.executorEnv.PYTHONPATH": os.pathsep.join(sys.path),
@@ -86,7 +90,10 @@ def build_spark_session(
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     os.environ.setdefault("SPARK_LOCAL_IP", settings.bind_host)
-    builder = SparkSession.builder.appName(app_name).master(master or settings.spark_master)
+    builder = SparkSession.builder.appName(app_name)
+    # Under spark-submit (Airflow's provider) the submitted --master is the one to use.
+    if master or "PYSPARK_GATEWAY_PORT" not in os.environ:
+        builder = builder.master(master or settings.spark_master)
     for key, value in {**spark_conf(settings), **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

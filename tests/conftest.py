@@ -39,6 +39,8 @@ def platform_env(home: Path, shift: int) -> dict[str, str]:
     env["LAKEHOUSE_HOME"] = str(home)
     env["LAKEHOUSE_JARS_PATH"] = str(Settings().jars_dir)  # share the installed jars
     env["LAKEHOUSE_SPARK_DRIVER_MEMORY"] = "1g"
+    # The live DAGs would start the default streams on the test platform.
+    env["LAKEHOUSE_AIRFLOW_DAGS_PAUSED"] = "true"
     env["AIRFLOW_HOME"] = str(home / "airflow")
     return env
 
@@ -85,3 +87,49 @@ def spark(platform: Settings):
     session = build_spark_session("tests", platform, master="local[2]")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def layout(platform: Settings):
+    """Fresh topics and lake prefix for one market-pipeline test (MarketLayout.isolated)."""
+    import uuid
+
+    from kafka import KafkaAdminClient
+
+    from spark.jobs.market_layout import MarketLayout
+
+    namespace = uuid.uuid4().hex[:10]
+    layout = MarketLayout.isolated(platform, namespace)
+    admin = KafkaAdminClient(bootstrap_servers=platform.kafka_bootstrap)
+    try:
+        admin.create_topics(
+            {
+                layout.trades_topic: {"num_partitions": 3},
+                layout.reference_topic: {"num_partitions": 3},
+            }
+        )
+    finally:
+        admin.close()
+    return layout
+
+
+def airflow_dags_test(settings: Settings, dag_id: str, conf: dict, timeout: float = 900):
+    """One real DAG run through Airflow's own `airflow dags test`, on the test platform."""
+    import json
+
+    from infra.airflow import AirflowService
+
+    result = subprocess.run(
+        [str(settings.venv_bin / "airflow"), "dags", "test", dag_id, "--conf", json.dumps(conf)],
+        env=AirflowService(settings).environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_ROOT,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"airflow dags test {dag_id} failed:\n{output[-8000:]}"
+    # `dags test` can exit 0 although a task failed: the run's final state is in its log.
+    assert "DagRun Finished" in output and "state=success" in output, output[-8000:]
+    return output

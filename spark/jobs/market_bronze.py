@@ -26,7 +26,7 @@ from lakehouse.schemas import (
     spark_schema,
 )
 from lakehouse.settings import Settings
-from spark.delta_sink import append_exactly_once, persisted
+from spark.delta_sink import append_exactly_once, persisted, writer_lock
 from spark.jobs.market_layout import MarketLayout
 
 QUERY_NAME = "market_bronze"
@@ -173,7 +173,7 @@ def start(
 
     def per_batch(batch: DataFrame, batch_id: int) -> None:
         # The three writes read the same micro-batch: fetch it from Kafka once.
-        with persisted(batch):
+        with writer_lock(QUERY_NAME), persisted(batch):
             load_batch(layout, transform(batch, layout), batch_id)
 
     return (

@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import signal
+from dataclasses import dataclass
 
 import typer
 
 from lakehouse.process import port_in_use
+from lakehouse.registry import STREAM_JOBS
 from lakehouse.settings import Settings, load_settings
+from lakehouse.supervision import DriverAlreadyRunning, hold_driver_lock
 
 log = logging.getLogger("market_pipeline")
 
@@ -63,44 +66,84 @@ def main(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = load_settings()
     _require_services(settings)
+    job_key = STREAM_JOBS["market_pipeline"].key(namespace)
+    try:
+        with hold_driver_lock(settings, job_key):
+            run(
+                settings,
+                job_key,
+                RunOptions(once, interval, master, buckets, watermark, max_offsets, namespace),
+            )
+    except DriverAlreadyRunning as error:
+        typer.echo(f"{error}: not starting a second driver (stop it first).")
+        raise typer.Exit(3) from None
 
+
+@dataclass(frozen=True)
+class RunOptions:
+    once: bool
+    interval: float
+    master: str
+    buckets: int
+    watermark: str
+    max_offsets: int
+    namespace: str
+
+
+def run(settings: Settings, job_key: str, options: RunOptions) -> None:
+    """Both queries (and the maintenance worker) in this driver, while it holds its lock."""
     from spark.jobs import market_bronze
     from spark.jobs.market_layout import MarketLayout
     from spark.jobs.trade_enrichment import job as enrichment
+    from spark.maintenance import MaintenanceWorker
     from spark.progress import PostgresProgressListener
     from spark.session import build_spark_session
 
     layout = (
-        MarketLayout.isolated(settings, namespace) if namespace else MarketLayout.default(settings)
+        MarketLayout.isolated(settings, options.namespace)
+        if options.namespace
+        else MarketLayout.default(settings)
     )
-    spark = build_spark_session("market_pipeline", settings, master=master or None)
-    trigger = {"availableNow": True} if once else {"processingTime": f"{interval} seconds"}
+    spark = build_spark_session("market_pipeline", settings, master=options.master or None)
+    trigger = (
+        {"availableNow": True}
+        if options.once
+        else {"processingTime": f"{options.interval} seconds"}
+    )
     started = []
-    spark.streams.addListener(PostgresProgressListener(settings))
+    spark.streams.addListener(PostgresProgressListener(settings, job_key))
     market_bronze.ensure_tables(spark, layout)
+    # OPTIMIZE/VACUUM of this driver's tables run here, under the writers' locks.
+    maintenance = MaintenanceWorker(
+        spark,
+        settings,
+        job_key,
+        {t.name: (t, layout.table(t.name)) for t in STREAM_JOBS["market_pipeline"].tables()},
+    )
 
     def start_bronze():
         query = market_bronze.start(
-            spark, settings, layout, trigger=trigger, max_offsets=max_offsets or None
+            spark, settings, layout, trigger=trigger, max_offsets=options.max_offsets or None
         )
         started.append(query)
         return query
 
     def start_silver():
         query = enrichment.start(
-            spark, layout, trigger=trigger, buckets=buckets, watermark=watermark
+            spark, layout, trigger=trigger, buckets=options.buckets, watermark=options.watermark
         )
         started.append(query)
         return query
 
     def stop(*_):
         log.info("stopping %d queries", len(started))
+        maintenance.stop()
         for query in started:
             query.stop()
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        if once:
+        if options.once:
             # Silver reads bronze: drain bronze first so silver sees all of it.
             report = {}
             for begin in (start_bronze, start_silver):
@@ -114,6 +157,7 @@ def main(
         else:
             start_bronze()
             start_silver()
+            maintenance.start()
             spark.streams.awaitAnyTermination()
             for query in started:
                 if query.exception():

@@ -29,7 +29,7 @@ from pyspark.sql.types import (
 )
 
 from lakehouse.registry import TABLES
-from spark.delta_sink import append_exactly_once, persisted
+from spark.delta_sink import append_exactly_once, persisted, writer_lock
 from spark.jobs.market_layout import MarketLayout
 from spark.jobs.trade_enrichment import state as enrichment
 
@@ -201,7 +201,7 @@ def start(
 ):
     def per_batch(batch: DataFrame, batch_id: int) -> None:
         # Two writes read the batch: compute the stateful output once.
-        with persisted(batch):
+        with writer_lock(QUERY_NAME), persisted(batch):
             load_batch(layout, batch, batch_id)
 
     trades, references = extract(spark, layout, max_files=max_files)

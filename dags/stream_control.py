@@ -1,0 +1,44 @@
+"""Start, stop or restart a streaming job from the UI (Trigger DAG w/ config).
+
+`stop` records the wish in Postgres (the supervisor then leaves the job alone) and stops
+the driver gracefully: SIGTERM, the queries stop between micro-batches, SIGKILL only if it
+hangs. `start` records the wish, forgets earlier failed restarts and starts the driver if
+it is not running. `restart` is stop then start.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from lakehouse.orchestration import DEFAULT_ARGS, START_DATE
+from lakehouse.registry import STREAM_JOBS
+
+
+@dag(
+    dag_id="stream_control",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    tags=["streaming", "control"],
+    doc_md=__doc__,
+    params={
+        "job": Param(sorted(STREAM_JOBS)[0], type="string", enum=sorted(STREAM_JOBS)),
+        "action": Param("start", type="string", enum=["start", "stop", "restart"]),
+        "namespace": Param("", type="string", description="isolated run (tests); '' = live"),
+    },
+)
+def stream_control():
+    @task
+    def control() -> str:
+        from lakehouse import supervision
+        from lakehouse.orchestration import task_settings
+
+        params = get_current_context()["params"]
+        settings, job = task_settings(), STREAM_JOBS[params["job"]]
+        return supervision.control(settings, job, params["namespace"], params["action"])
+
+    control()
+
+
+stream_control()

@@ -1,0 +1,56 @@
+"""Keeps every registered streaming job (lakehouse.registry.STREAM_JOBS) running.
+
+Each minute, per job: start it if it is not running, restart it if its queries stopped
+reporting progress (stalled), back off exponentially between restarts, and fail this task
+after `max_restarts` starts that did not last. A driver is alive when it holds its advisory
+lock in Postgres, so a driver started by an earlier task is recognised and never started
+twice. Start and stop a job by hand with the `stream_control` DAG.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from lakehouse.orchestration import DEFAULT_ARGS, START_DATE
+from lakehouse.registry import STREAM_JOBS
+
+
+@dag(
+    dag_id="stream_supervisor",
+    schedule=timedelta(minutes=1),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args={**DEFAULT_ARGS, "retries": 1, "retry_delay": timedelta(seconds=10)},
+    tags=["streaming", "supervision"],
+    doc_md=__doc__,
+    params={
+        "namespace": Param("", type="string", description="isolated run (tests); '' = live"),
+        "stall_after_s": Param(300, type="number", description="silence before a restart"),
+        "backoff_base_s": Param(30, type="number", description="first restart backoff"),
+        "max_restarts": Param(5, type="integer", description="starts before giving up"),
+    },
+)
+def stream_supervisor():
+    @task(execution_timeout=timedelta(minutes=10))
+    def supervise(job_name: str) -> dict:
+        from lakehouse import supervision
+        from lakehouse.orchestration import task_settings
+
+        params = get_current_context()["params"]
+        policy = supervision.Policy(
+            stall_after_s=float(params["stall_after_s"]),
+            backoff_base_s=float(params["backoff_base_s"]),
+            max_restarts=int(params["max_restarts"]),
+        )
+        decision = supervision.supervise(
+            task_settings(), STREAM_JOBS[job_name], params["namespace"], policy
+        )
+        return {"job": job_name, "action": str(decision.action), "reason": decision.reason}
+
+    supervise.expand(job_name=sorted(STREAM_JOBS))
+
+
+stream_supervisor()

@@ -1,0 +1,50 @@
+"""Spark applications submitted through the apache-spark provider's SparkSubmitHook.
+
+The hook turns the Airflow connection (`spark_default`: its master is `local[*]` or the
+standalone cluster) into a spark-submit command line; the platform's Spark configuration
+(jars, Delta, S3A, RocksDB) is the same the in-process session factory uses.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from lakehouse.settings import Settings
+
+DEFAULT_CONN_ID = "spark_default"
+
+
+def submit_hook(settings: Settings, name: str, args: list[str], conn_id: str = DEFAULT_CONN_ID):
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    from spark.session import spark_conf
+
+    conf = spark_conf(settings)
+    jars = conf.pop("spark.jars")
+    return SparkSubmitHook(
+        conn_id=conn_id,
+        conf=conf,
+        jars=jars,
+        name=name,
+        driver_memory=settings.spark_driver_memory,
+        application_args=args,
+        verbose=False,
+    )
+
+
+def application(module: str) -> str:
+    """The file spark-submit runs for a module of this project."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"no module {module}")
+    return spec.origin
+
+
+def command(settings: Settings, module: str, name: str, args: list[str]) -> list[str]:
+    """The spark-submit command line for a detached driver (streams outlive their task)."""
+    return submit_hook(settings, name, args)._build_spark_submit_command(application(module))
+
+
+def run(settings: Settings, module: str, name: str, args: list[str]) -> None:
+    """Run a batch application to completion; its output goes to the task log."""
+    submit_hook(settings, name, args).submit(application(module))

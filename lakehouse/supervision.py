@@ -1,0 +1,417 @@
+"""Supervision of the long-running Spark drivers: is it alive, is it healthy, start/stop it.
+
+All state lives in Postgres, so Airflow tasks, the CLI and the drivers agree on it no matter
+which task started which driver:
+
+- Each running driver holds a session-level advisory lock keyed by its job key for its
+  whole life. When the driver dies its socket closes and Postgres drops the lock, so
+  "alive" never depends on a pid file or on the task that launched it, and a second
+  driver cannot take the lock (no double start).
+- `stream_drivers`: the desired state, the lock holder's pid and host, restart counts.
+- `stream_heartbeat`: the progress listener's last event per query (progress or idle);
+  a live driver whose queries stopped reporting is stalled.
+
+`decide` is the whole policy as a pure function; `supervise` gathers the state, acts on
+the decision and returns it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+import psycopg
+
+from lakehouse import spark_submit
+from lakehouse.registry import StreamJob
+from lakehouse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOCK_CLASS = 0x4C48  # first key of every driver lock ("LH"); the second is the job key's hash
+
+DDL = """
+CREATE TABLE IF NOT EXISTS stream_drivers (
+    job_key text PRIMARY KEY,
+    desired text NOT NULL DEFAULT 'running' CHECK (desired IN ('running', 'stopped')),
+    pid integer,
+    pgid integer,
+    host text,
+    started_at timestamptz,
+    restarts integer NOT NULL DEFAULT 0,
+    last_start_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS stream_heartbeat (
+    job_key text NOT NULL,
+    query_name text NOT NULL,
+    last_event_at timestamptz NOT NULL,
+    last_batch_id bigint,
+    PRIMARY KEY (job_key, query_name)
+);
+"""
+
+
+class SupervisionError(RuntimeError):
+    """The supervisor cannot bring the job to its desired state; the task must fail."""
+
+
+class DriverAlreadyRunning(RuntimeError):
+    pass
+
+
+def lock_key(job_key: str) -> int:
+    return zlib.crc32(job_key.encode()) & 0x7FFFFFFF
+
+
+def connect(settings: Settings) -> psycopg.Connection:
+    # Keepalives: a driver on a dead host must not keep its lock for hours.
+    return psycopg.connect(
+        settings.postgres_dsn(),
+        autocommit=True,
+        connect_timeout=10,
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
+    )
+
+
+def ensure_tables(conn: psycopg.Connection) -> None:
+    conn.execute(DDL)
+
+
+# ---- the driver's side ------------------------------------------------------------
+
+
+@contextmanager
+def hold_driver_lock(settings: Settings, job_key: str) -> Iterator[None]:
+    """Held by a driver for its whole life; raises DriverAlreadyRunning if another holds it."""
+    conn = connect(settings)
+    try:
+        ensure_tables(conn)
+        (acquired,) = conn.execute(
+            "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(job_key))
+        ).fetchone()
+        if not acquired:
+            row = conn.execute(
+                "SELECT pid, host FROM stream_drivers WHERE job_key = %s", (job_key,)
+            ).fetchone()
+            holder = f"pid {row[0]} on {row[1]}" if row else "another process"
+            raise DriverAlreadyRunning(f"{job_key} is already running ({holder})")
+        conn.execute(
+            """INSERT INTO stream_drivers (job_key, pid, pgid, host, started_at)
+               VALUES (%(job)s, %(pid)s, %(pgid)s, %(host)s, now())
+               ON CONFLICT (job_key) DO UPDATE SET pid = EXCLUDED.pid, pgid = EXCLUDED.pgid,
+                   host = EXCLUDED.host, started_at = now(), updated_at = now()""",
+            {"job": job_key, "pid": os.getpid(), "pgid": os.getpgid(0), "host": _host()},
+        )
+        yield
+    finally:
+        conn.close()  # closing the session releases the lock
+
+
+def record_heartbeat(conn: psycopg.Connection, job_key: str, query: str, batch_id=None) -> None:
+    conn.execute(
+        """INSERT INTO stream_heartbeat (job_key, query_name, last_event_at, last_batch_id)
+           VALUES (%s, %s, now(), %s)
+           ON CONFLICT (job_key, query_name) DO UPDATE SET last_event_at = now(),
+               last_batch_id = COALESCE(EXCLUDED.last_batch_id, stream_heartbeat.last_batch_id)""",
+        (job_key, query, batch_id),
+    )
+
+
+# ---- the policy (pure) ------------------------------------------------------------
+
+
+class Action(StrEnum):
+    HEALTHY = "healthy"
+    START = "start"
+    RESTART_STALLED = "restart-stalled"
+    WAIT_BACKOFF = "wait-backoff"
+    GIVE_UP = "give-up"
+    STOP = "stop"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Policy:
+    stall_after_s: float = 300.0  # longer than the slowest micro-batch
+    max_restarts: int = 5  # consecutive starts without a stable run
+    backoff_base_s: float = 30.0
+    backoff_max_s: float = 600.0
+    stable_after_s: float = 600.0  # healthy this long: the restart count starts over
+
+    def backoff_s(self, restarts: int) -> float:
+        if restarts <= 0:
+            return 0.0
+        return min(self.backoff_base_s * 2 ** (restarts - 1), self.backoff_max_s)
+
+
+@dataclass(frozen=True)
+class DriverState:
+    desired: str
+    alive: bool
+    started_at: datetime | None
+    oldest_heartbeat: datetime | None  # the least recent of the job's queries
+    restarts: int
+    last_start_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    reset_restarts: bool = False  # ran long enough: earlier crashes no longer count
+
+
+def decide(state: DriverState, now: datetime, policy: Policy) -> Decision:
+    if state.desired == "stopped":
+        if state.alive:
+            return Decision(Action.STOP, "desired state is stopped")
+        return Decision(Action.STOPPED, "stopped on request")
+    if state.alive:
+        seen = max(t for t in (state.oldest_heartbeat, state.started_at, state.last_start_at) if t)
+        silent_s = (now - seen).total_seconds()
+        if silent_s <= policy.stall_after_s:
+            stable = state.restarts > 0 and (
+                state.last_start_at is None
+                or (now - state.last_start_at).total_seconds() > policy.stable_after_s
+            )
+            return Decision(Action.HEALTHY, f"last heard of {silent_s:.0f} s ago", stable)
+        if state.restarts >= policy.max_restarts:
+            return Decision(
+                Action.GIVE_UP, f"stalled {silent_s:.0f} s after {state.restarts} restarts"
+            )
+        return Decision(Action.RESTART_STALLED, f"no progress or idle event for {silent_s:.0f} s")
+    if state.restarts >= policy.max_restarts:
+        return Decision(
+            Action.GIVE_UP,
+            f"not running after {state.restarts} starts; fix the cause (see its log), "
+            "then start it from the stream_control DAG",
+        )
+    wait_s = policy.backoff_s(state.restarts)
+    if state.last_start_at and (now - state.last_start_at).total_seconds() < wait_s:
+        return Decision(
+            Action.WAIT_BACKOFF, f"not running; next start after {wait_s:.0f} s backoff"
+        )
+    return Decision(Action.START, "not running" if state.last_start_at else "never started")
+
+
+# ---- reading state and acting -----------------------------------------------------
+
+
+def lock_holder(conn: psycopg.Connection, job_key: str) -> int | None:
+    """The Postgres backend pid holding the job's lock, or None when no driver runs."""
+    row = conn.execute(
+        """SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 2""",
+        (LOCK_CLASS, lock_key(job_key)),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def read_state(conn: psycopg.Connection, job: StreamJob, job_key: str) -> DriverState:
+    conn.execute(
+        "INSERT INTO stream_drivers (job_key) VALUES (%s) ON CONFLICT DO NOTHING", (job_key,)
+    )
+    desired, started_at, restarts, last_start_at = conn.execute(
+        "SELECT desired, started_at, restarts, last_start_at FROM stream_drivers"
+        " WHERE job_key = %s",
+        (job_key,),
+    ).fetchone()
+    beats = dict(
+        conn.execute(
+            "SELECT query_name, last_event_at FROM stream_heartbeat WHERE job_key = %s",
+            (job_key,),
+        ).fetchall()
+    )
+    # A query that has not reported since this driver started counts from the start.
+    per_query = [
+        beats[q] if q in beats and started_at and beats[q] >= started_at else None
+        for q in job.queries
+    ]
+    oldest = None if None in per_query else min(per_query)
+    return DriverState(
+        desired=desired,
+        alive=lock_holder(conn, job_key) is not None,
+        started_at=started_at,
+        oldest_heartbeat=oldest,
+        restarts=restarts,
+        last_start_at=last_start_at,
+    )
+
+
+def driver_log(settings: Settings, job_key: str) -> Path:
+    return settings.logs_dir / "streams" / f"{job_key.replace('@', '__')}.log"
+
+
+def launch(settings: Settings, job: StreamJob, namespace: str, timeout_s: float = 180.0) -> int:
+    """Start the driver detached (it outlives the task) and wait until it holds its lock."""
+    job_key = job.key(namespace)
+    args = [*job.args, *(["--namespace", namespace] if namespace else [])]
+    command = spark_submit.command(settings, job.module, job_key, args)
+    path = driver_log(settings, job_key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with connect(settings) as conn:
+        conn.execute(
+            """UPDATE stream_drivers SET restarts = restarts + 1, last_start_at = now(),
+               updated_at = now() WHERE job_key = %s""",
+            (job_key,),
+        )
+        with path.open("ab") as out:
+            out.write(f"\n==== {datetime.now(UTC).isoformat()} starting {job_key}\n".encode())
+            out.flush()
+            process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: killed as one
+            )
+        log.info("launched %s (spark-submit pid %d), log %s", job_key, process.pid, path)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if lock_holder(conn, job_key) is not None:
+                log.info("%s is running", job_key)
+                return process.pid
+            if process.poll() is not None:
+                raise SupervisionError(
+                    f"{job_key} exited with code {process.returncode} before it started; "
+                    f"last lines of {path}:\n{_tail(path)}"
+                )
+            time.sleep(1)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise SupervisionError(f"{job_key} did not start within {timeout_s:.0f} s; see {path}")
+
+
+def stop(settings: Settings, job_key: str, timeout_s: float = 90.0, *, hard: bool = False) -> None:
+    """SIGTERM (the driver stops its queries between micro-batches), SIGKILL if it hangs."""
+    with connect(settings) as conn:
+        if lock_holder(conn, job_key) is None:
+            return
+        pid, pgid, host = conn.execute(
+            "SELECT pid, pgid, host FROM stream_drivers WHERE job_key = %s", (job_key,)
+        ).fetchone()
+        if host != _host():
+            raise SupervisionError(f"{job_key} runs on {host}, not here: stop it on that host")
+        if not hard:
+            _signal(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and lock_holder(conn, job_key) is not None:
+                time.sleep(1)
+        if lock_holder(conn, job_key) is not None:
+            log.warning(
+                "%s did not stop in %.0f s: killing process group %s", job_key, timeout_s, pgid
+            )
+            _signal(pgid, signal.SIGKILL, group=True)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and lock_holder(conn, job_key) is not None:
+                time.sleep(0.5)
+        if lock_holder(conn, job_key) is not None:
+            raise SupervisionError(f"{job_key} still holds its lock after SIGKILL")
+
+
+def stop_running_drivers(settings: Settings) -> list[str]:
+    """Stop every driver that holds its lock (platform shutdown); their desired state stays,
+    so the supervisor starts them again after the next `up`."""
+    try:
+        conn = connect(settings)
+    except psycopg.OperationalError:
+        return []  # Postgres is down: no driver can be holding a lock
+    with conn:
+        ensure_tables(conn)
+        keys = [row[0] for row in conn.execute("SELECT job_key FROM stream_drivers").fetchall()]
+        running = [key for key in keys if lock_holder(conn, key) is not None]
+    for job_key in running:
+        stop(settings, job_key)
+    return running
+
+
+def set_desired(settings: Settings, job_key: str, desired: str) -> None:
+    """Record what the operator wants; an explicit start also forgets past restarts."""
+    with connect(settings) as conn:
+        ensure_tables(conn)
+        conn.execute(
+            """INSERT INTO stream_drivers (job_key, desired) VALUES (%(job)s, %(desired)s)
+               ON CONFLICT (job_key) DO UPDATE SET desired = EXCLUDED.desired,
+                   restarts = CASE WHEN EXCLUDED.desired = 'running' THEN 0
+                                   ELSE stream_drivers.restarts END,
+                   updated_at = now()""",
+            {"job": job_key, "desired": desired},
+        )
+
+
+def supervise(
+    settings: Settings,
+    job: StreamJob,
+    namespace: str = "",
+    policy: Policy = Policy(),
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Decision:
+    """One supervision cycle for one job: read its state, act, say what was done."""
+    job_key = job.key(namespace)
+    with connect(settings) as conn:
+        ensure_tables(conn)
+        state = read_state(conn, job, job_key)
+        decision = decide(state, now(), policy)
+        if decision.reset_restarts:
+            conn.execute("UPDATE stream_drivers SET restarts = 0 WHERE job_key = %s", (job_key,))
+    log.info("%s: %s (%s)", job_key, decision.action, decision.reason)
+    if decision.action is Action.GIVE_UP:
+        raise SupervisionError(f"{job_key}: {decision.reason}")
+    if decision.action is Action.STOP:
+        stop(settings, job_key)
+    elif decision.action is Action.RESTART_STALLED:
+        stop(settings, job_key, hard=True)
+        launch(settings, job, namespace)
+    elif decision.action is Action.START:
+        launch(settings, job, namespace)
+    return decision
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+def _signal(pid: int | None, signum: int, *, group: bool = False) -> None:
+    if not pid:
+        return
+    with suppress(ProcessLookupError):
+        (os.killpg if group else os.kill)(pid, signum)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def control(settings: Settings, job: StreamJob, namespace: str, action: str) -> str:
+    """An operator's start / stop / restart; returns what was done."""
+    if action not in ("start", "stop", "restart"):
+        raise ValueError(f"unknown action {action!r}: start, stop or restart")
+    job_key = job.key(namespace)
+    if action in ("stop", "restart"):
+        set_desired(settings, job_key, "stopped")
+        stop(settings, job_key)
+        if action == "stop":
+            return f"{job_key} stopped"
+    set_desired(settings, job_key, "running")
+    with connect(settings) as conn:
+        if lock_holder(conn, job_key) is not None:
+            return f"{job_key} is already running"
+    launch(settings, job, namespace)
+    return f"{job_key} started"

@@ -1,0 +1,167 @@
+"""Helpers of the market-pipeline tests: produce, run the pipeline, read and check tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+from kafka import KafkaProducer
+
+from lakehouse.settings import PROJECT_ROOT
+from spark.jobs.market_layout import MarketLayout
+from tests.conftest import TEST_ENV
+
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+WATERMARK = "5 seconds"
+SENTINEL_SYMBOL = "ZZZZZ"
+
+
+def run_json(command: list[str], timeout: float) -> dict:
+    """Run a command of this project to completion; its last stdout line is a JSON report."""
+    result = subprocess.run(
+        command,
+        env=TEST_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def produce(layout: MarketLayout, *, count: int, seed: int, start_ms: int, **options) -> dict:
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in options.items()]
+    report = run_json(
+        [
+            sys.executable,
+            "-m",
+            "producers.market",
+            "--rate",
+            "0",
+            "--count",
+            str(count),
+            "--symbols",
+            "40",
+            "--seed",
+            str(seed),
+            "--start-ms",
+            str(start_ms),
+            "--reference-every",
+            "50",
+            "--trades-topic",
+            layout.trades_topic,
+            "--reference-topic",
+            layout.reference_topic,
+            *flags,
+        ],
+        timeout=300,
+    )
+    return report["sent"]
+
+
+def send_reference(platform, layout: MarketLayout, symbol: str, company: str, event_ms: int):
+    producer = KafkaProducer(bootstrap_servers=platform.kafka_bootstrap, acks="all")
+    value = {
+        "schema_version": 1,
+        "symbol": symbol,
+        "company_name": company,
+        "sector": "Sentinel" if symbol == SENTINEL_SYMBOL else "Utilities",
+        "event_timestamp": event_ms,
+    }
+    producer.send(layout.reference_topic, key=symbol.encode(), value=json.dumps(value).encode())
+    producer.flush()
+    producer.close()
+
+
+def send_sentinel(platform, layout: MarketLayout, event_ms: int) -> None:
+    """A reference far ahead in event time: the watermark then passes every real trade."""
+    send_reference(platform, layout, SENTINEL_SYMBOL, "Sentinel", event_ms)
+
+
+def pipeline_command(layout: MarketLayout, *extra: str) -> list[str]:
+    namespace = layout.lake_root.rsplit("/", 1)[-1]
+    return [
+        sys.executable,
+        "-m",
+        "spark.jobs.market_pipeline",
+        "--namespace",
+        namespace,
+        "--master",
+        "local[2]",
+        "--watermark",
+        WATERMARK,
+        "--buckets",
+        "4",
+        *extra,
+    ]
+
+
+def run_once(layout: MarketLayout) -> dict:
+    return run_json(pipeline_command(layout, "--once"), timeout=900)
+
+
+def table(spark, layout: MarketLayout, name: str) -> pd.DataFrame:
+    return spark.read.format("delta").load(layout.table(name)).toPandas()
+
+
+def expected_enrichment(trades: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
+    refs = references.sort_values(["event_time", "kafka_partition", "kafka_offset"])
+    merged = pd.merge_asof(
+        trades.sort_values("event_time")[["trade_id", "symbol", "event_time"]],
+        refs[["symbol", "event_time", "company_name", "sector"]],
+        on="event_time",
+        by="symbol",
+        direction="backward",
+    )
+    return merged.set_index("trade_id")[["company_name", "sector"]].sort_index()
+
+
+def recorded_progress(platform, layout: MarketLayout, query: str) -> tuple[int, int, int]:
+    """(batches, input rows, rows dropped by the watermark) the progress listener stored."""
+    query_id = json.loads((Path(layout.checkpoint(query)) / "metadata").read_text())["id"]
+    with psycopg.connect(platform.postgres_dsn()) as conn:
+        return conn.execute(
+            "SELECT count(*), sum(input_rows), sum(rows_dropped_by_watermark)"
+            " FROM stream_progress WHERE query_id = %s",
+            (query_id,),
+        ).fetchone()
+
+
+def check_silver(spark, layout: MarketLayout, expected_trades: int) -> pd.DataFrame:
+    bronze = table(spark, layout, "bronze_trades")
+    references = table(spark, layout, "bronze_company_reference")
+    silver = table(spark, layout, "trades_enriched")
+    assert silver["trade_id"].is_unique, "a trade was written twice"
+    assert len(silver) == expected_trades
+    first_copies = bronze.drop_duplicates("trade_id")
+    want = expected_enrichment(
+        first_copies[first_copies["trade_id"].isin(silver["trade_id"])], references
+    )
+    got = silver.set_index("trade_id")[["company_name", "sector"]].sort_index()
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    return silver
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(2)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def rows(spark, layout, name: str) -> int:
+    try:
+        return spark.read.format("delta").load(layout.table(name)).count()
+    except Exception:  # the table appears with the driver's first commit
+        return -1
