@@ -36,12 +36,22 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _with_spark(name: str, work):
-    """Run work(spark, settings) on a local[2] session that needs no running platform."""
+def _with_spark(name: str, work, *, needs_platform: bool = False):
+    """Run work(spark, settings) on a local[2] session (with the running platform's S3 and
+    Postgres when the bench needs them)."""
     from spark.session import build_spark_session
 
     settings = load_settings()
-    spark = build_spark_session(f"bench-{name}", settings, master="local[2]", needs_lake=False)
+    if needs_platform:
+        from lakehouse.health import check_services
+
+        down = [service for service, ok in check_services(settings).items() if not ok]
+        if down:
+            _log(f"the {name} bench needs the platform ({', '.join(down)} down): run `make up`.")
+            raise typer.Exit(2)
+    spark = build_spark_session(
+        f"bench-{name}", settings, master="local[2]", needs_lake=needs_platform
+    )
     try:
         return work(spark, settings)
     finally:
@@ -75,6 +85,46 @@ def _analytics(rows: int, as_json: bool) -> None:
     _emit(result, "analytics", as_json)
 
 
+def _sync(rows: int, as_json: bool) -> None:
+    from spark.bench import sync
+
+    result = _with_spark(
+        "sync",
+        lambda spark, settings: sync.run(spark, settings, rows=rows, log=_log),
+        needs_platform=True,
+    )
+    _emit(result, "sync", as_json)
+
+
+def _compaction(rows: int, as_json: bool) -> None:
+    from spark.bench import compaction
+
+    result = _with_spark(
+        "compaction",
+        lambda spark, settings: compaction.run(spark, settings, rows=rows, log=_log),
+        needs_platform=True,
+    )
+    _emit(result, "compaction", as_json)
+
+
+@bench_app.command("sync")
+def sync_command(
+    rows: int = typer.Option(1_000_000, min=1000),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Postgres sync (rows/s) vs a raw COPY of the same rows. Needs `make up`."""
+    _sync(rows, as_json)
+
+
+@bench_app.command("compaction")
+def compaction_command(
+    rows: int = typer.Option(2_000_000, min=1440),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """A DuckDB aggregate over 1,440 one-minute files, before vs after OPTIMIZE. Needs S3."""
+    _compaction(rows, as_json)
+
+
 @bench_app.command("analytics")
 def analytics_command(
     rows: int = typer.Option(10_000_000, min=1000),
@@ -102,3 +152,5 @@ def all_command(as_json: bool = typer.Option(False, "--json")) -> None:
     for symbols in (500, 5000):
         _enrichment(1_000_000, symbols, 3, 16, as_json)
     _analytics(10_000_000, as_json)
+    _sync(1_000_000, as_json)
+    _compaction(2_000_000, as_json)

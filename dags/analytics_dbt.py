@@ -1,0 +1,43 @@
+"""`dbt build` over the lake whenever the serving sync or the lake maintenance updated it.
+
+Data-aware scheduling on Airflow Assets: no clock, no polling; the marts (OHLCV, sectors,
+top movers) the dashboard reads are rebuilt after new data or a compaction.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset, dag, task
+
+from lakehouse.orchestration import (
+    DEFAULT_ARGS,
+    LAKE_COMPACTED_URI,
+    SERVING_SYNCED_URI,
+    START_DATE,
+)
+
+
+@dag(
+    dag_id="analytics_dbt",
+    schedule=(Asset(SERVING_SYNCED_URI) | Asset(LAKE_COMPACTED_URI)),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["analytics", "dbt"],
+    doc_md=__doc__,
+)
+def analytics_dbt():
+    @task
+    def dbt_build() -> None:
+        from lakehouse.analytics import run_dbt
+        from lakehouse.orchestration import task_settings
+
+        result = run_dbt(task_settings(), ["build"], capture=True)
+        print(result.stdout[-20000:])
+        if result.returncode != 0:
+            raise RuntimeError(f"dbt build failed (exit {result.returncode}):\n{result.stderr}")
+
+    dbt_build()
+
+
+analytics_dbt()

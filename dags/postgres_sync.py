@@ -1,0 +1,67 @@
+"""Every 5 minutes: new silver trades into the Postgres serving tables, exactly once.
+
+Runs spark/jobs/postgres_sync.py through the apache-spark provider. It reads the Delta
+versions added since the last sync (change data feed: OPTIMIZE commits carry no rows),
+and per version range, in one Postgres transaction, COPYs into a staging table, inserts
+new trades (ON CONFLICT DO NOTHING), recomputes the touched one-minute bars and stores the
+synced version. Re-running changes nothing. A run that found nothing new is marked
+skipped, so it does not trigger `analytics_dbt`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+from lakehouse.orchestration import DEFAULT_ARGS, SERVING_SYNCED_URI, START_DATE
+
+
+@dag(
+    dag_id="postgres_sync",
+    schedule=timedelta(minutes=5),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["serving", "postgres"],
+    doc_md=__doc__,
+    params={
+        "namespace": Param("", type="string", description="isolated run (tests); '' = live"),
+        "max_versions": Param(100, type="integer", minimum=1),
+    },
+)
+def postgres_sync():
+    @task(outlets=[Asset(SERVING_SYNCED_URI)], execution_timeout=timedelta(minutes=30))
+    def sync() -> dict:
+        import json
+        import tempfile
+        from pathlib import Path
+
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from lakehouse import spark_submit
+        from lakehouse.orchestration import task_settings
+
+        params = get_current_context()["params"]
+        with tempfile.TemporaryDirectory() as folder:
+            report_file = Path(folder) / "report.json"
+            args = [
+                "--max-versions",
+                str(params["max_versions"]),
+                "--report-file",
+                str(report_file),
+            ]
+            if params["namespace"]:
+                args += ["--namespace", params["namespace"]]
+            spark_submit.run(task_settings(), "spark.jobs.postgres_sync", "postgres_sync", args)
+            report = json.loads(report_file.read_text())
+        if not report["rows_inserted"]:
+            # Skipped: no Asset event, so dbt does not rebuild for nothing.
+            raise AirflowSkipException(f"nothing new to sync: {report}")
+        return report
+
+    sync()
+
+
+postgres_sync()
