@@ -8,23 +8,15 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, dag, task
 
-from lakehouse.orchestration import (
-    DEFAULT_ARGS,
-    LAKE_COMPACTED_URI,
-    SERVING_SYNCED_URI,
-    START_DATE,
-)
+from lakehouse.orchestration import DAG_DEFAULTS, LAKE_COMPACTED_URI, SERVING_SYNCED_URI
 
 
 @dag(
     dag_id="analytics_dbt",
     schedule=(Asset(SERVING_SYNCED_URI) | Asset(LAKE_COMPACTED_URI)),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["analytics", "dbt"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def analytics_dbt():
     @task

@@ -13,19 +13,16 @@ from datetime import timedelta
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from lakehouse.orchestration import DEFAULT_ARGS, LAKE_COMPACTED_URI, START_DATE
+from lakehouse.orchestration import DAG_DEFAULTS, LAKE_COMPACTED_URI
 from lakehouse.registry import STREAM_JOBS
 
 
 @dag(
     dag_id="lake_maintenance",
     schedule="@daily",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["lake", "maintenance"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
     params={
         "namespace": Param("", type="string", description="isolated run (tests); '' = live"),
         "retention_hours": Param(168, type="number", minimum=0),

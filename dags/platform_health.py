@@ -6,18 +6,15 @@ from datetime import timedelta
 
 from airflow.sdk import dag, task
 
-from lakehouse.orchestration import DEFAULT_ARGS, START_DATE
+from lakehouse.orchestration import DAG_DEFAULTS
 
 
 @dag(
     dag_id="platform_health",
     schedule=timedelta(minutes=5),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["platform", "health"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def platform_health():
     @task

@@ -14,18 +14,15 @@ from datetime import timedelta
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from lakehouse.orchestration import DEFAULT_ARGS, SERVING_SYNCED_URI, START_DATE
+from lakehouse.orchestration import DAG_DEFAULTS, SERVING_SYNCED_URI
 
 
 @dag(
     dag_id="postgres_sync",
     schedule=timedelta(minutes=5),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["serving", "postgres"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
     params={
         "namespace": Param("", type="string", description="isolated run (tests); '' = live"),
         "max_versions": Param(100, type="integer", minimum=1),

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from lakehouse.orchestration import DEFAULT_ARGS, START_DATE
+from lakehouse.orchestration import DAG_DEFAULTS
 from lakehouse.registry import STREAM_JOBS
 
 
 @dag(
     dag_id="stream_control",
     schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
     tags=["streaming", "control"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
     params={
         "job": Param(sorted(STREAM_JOBS)[0], type="string", enum=sorted(STREAM_JOBS)),
         "action": Param("start", type="string", enum=["start", "stop", "restart"]),

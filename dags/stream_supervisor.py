@@ -13,17 +13,17 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from lakehouse.orchestration import DEFAULT_ARGS, START_DATE
+from lakehouse.orchestration import DAG_DEFAULTS, DEFAULT_ARGS
 from lakehouse.registry import STREAM_JOBS
 
 
 @dag(
     dag_id="stream_supervisor",
     schedule=timedelta(minutes=1),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args={**DEFAULT_ARGS, "retries": 1, "retry_delay": timedelta(seconds=10)},
+    **{
+        **DAG_DEFAULTS,
+        "default_args": {**DEFAULT_ARGS, "retries": 1, "retry_delay": timedelta(seconds=10)},
+    },
     tags=["streaming", "supervision"],
     doc_md=__doc__,
     params={

@@ -6,6 +6,7 @@ and noisy, so absolute numbers from different runs do not compare.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -76,35 +77,15 @@ def _enrichment(rows: int, symbols: int, repeat: int, buckets: int, as_json: boo
     _emit(result, f"enrichment-{symbols}", as_json)
 
 
-def _analytics(rows: int, as_json: bool) -> None:
-    from spark.bench import analytics
-
+def _run(name: str, rows: int, as_json: bool, *, needs_platform: bool = False) -> None:
+    """The benches whose module has run(spark, settings, rows=, log=)."""
+    bench = importlib.import_module(f"spark.bench.{name}")
     result = _with_spark(
-        "analytics", lambda spark, settings: analytics.run(spark, settings, rows=rows, log=_log)
+        name,
+        lambda spark, settings: bench.run(spark, settings, rows=rows, log=_log),
+        needs_platform=needs_platform,
     )
-    _emit(result, "analytics", as_json)
-
-
-def _sync(rows: int, as_json: bool) -> None:
-    from spark.bench import sync
-
-    result = _with_spark(
-        "sync",
-        lambda spark, settings: sync.run(spark, settings, rows=rows, log=_log),
-        needs_platform=True,
-    )
-    _emit(result, "sync", as_json)
-
-
-def _compaction(rows: int, as_json: bool) -> None:
-    from spark.bench import compaction
-
-    result = _with_spark(
-        "compaction",
-        lambda spark, settings: compaction.run(spark, settings, rows=rows, log=_log),
-        needs_platform=True,
-    )
-    _emit(result, "compaction", as_json)
+    _emit(result, name, as_json)
 
 
 @bench_app.command("sync")
@@ -113,7 +94,7 @@ def sync_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Postgres sync (rows/s) vs a raw COPY of the same rows. Needs `make up`."""
-    _sync(rows, as_json)
+    _run("sync", rows, as_json, needs_platform=True)
 
 
 @bench_app.command("compaction")
@@ -122,7 +103,7 @@ def compaction_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """A DuckDB aggregate over 1,440 one-minute files, before vs after OPTIMIZE. Needs S3."""
-    _compaction(rows, as_json)
+    _run("compaction", rows, as_json, needs_platform=True)
 
 
 @bench_app.command("analytics")
@@ -131,7 +112,7 @@ def analytics_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """dbt build vs one plain DuckDB aggregation; the dashboard's per-ticker query p95."""
-    _analytics(rows, as_json)
+    _run("analytics", rows, as_json)
 
 
 @bench_app.command("enrichment")
@@ -151,6 +132,6 @@ def all_command(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every benchmark with its default sizes."""
     for symbols in (500, 5000):
         _enrichment(1_000_000, symbols, 3, 16, as_json)
-    _analytics(10_000_000, as_json)
-    _sync(1_000_000, as_json)
-    _compaction(2_000_000, as_json)
+    _run("analytics", 10_000_000, as_json)
+    _run("sync", 1_000_000, as_json, needs_platform=True)
+    _run("compaction", 2_000_000, as_json, needs_platform=True)

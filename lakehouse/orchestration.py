@@ -10,6 +10,13 @@ from datetime import datetime, timedelta
 
 DEFAULT_ARGS = {"owner": "platform", "retries": 2, "retry_delay": timedelta(seconds=30)}
 START_DATE = datetime(2026, 1, 1)
+# Every DAG: no backfill of missed intervals, one run at a time.
+DAG_DEFAULTS = {
+    "start_date": START_DATE,
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
+}
 
 # Data-aware scheduling: dbt runs when either of these is updated.
 SERVING_SYNCED_URI = "lakehouse://serving/trades_enriched"

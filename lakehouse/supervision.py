@@ -308,19 +308,23 @@ def stop(settings: Settings, job_key: str, timeout_s: float = 90.0, *, hard: boo
             raise SupervisionError(f"{job_key} runs on {host}, not here: stop it on that host")
         if not hard:
             _signal(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline and lock_holder(conn, job_key) is not None:
-                time.sleep(1)
-        if lock_holder(conn, job_key) is not None:
+            if _wait_until_released(conn, job_key, timeout_s):
+                return
             log.warning(
                 "%s did not stop in %.0f s: killing process group %s", job_key, timeout_s, pgid
             )
-            _signal(pgid, signal.SIGKILL, group=True)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and lock_holder(conn, job_key) is not None:
-                time.sleep(0.5)
-        if lock_holder(conn, job_key) is not None:
+        _signal(pgid, signal.SIGKILL, group=True)
+        if not _wait_until_released(conn, job_key, 30):
             raise SupervisionError(f"{job_key} still holds its lock after SIGKILL")
+
+
+def _wait_until_released(conn: psycopg.Connection, job_key: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while lock_holder(conn, job_key) is not None:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def stop_running_drivers(settings: Settings) -> list[str]:

@@ -105,6 +105,18 @@ def pipeline_command(layout: MarketLayout, *extra: str) -> list[str]:
     ]
 
 
+def start_pipeline(layout: MarketLayout, *extra: str) -> subprocess.Popen:
+    """A streaming driver in its own process group, so a test can kill or freeze it whole."""
+    return subprocess.Popen(
+        pipeline_command(layout, *extra),
+        env=TEST_ENV,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def run_once(layout: MarketLayout) -> dict:
     return run_json(pipeline_command(layout, "--once"), timeout=900)
 

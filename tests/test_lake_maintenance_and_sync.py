@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from datetime import date
 
 import pandas as pd
@@ -19,18 +18,17 @@ import psycopg
 import pytest
 from delta.tables import DeltaTable
 
-from lakehouse.settings import PROJECT_ROOT
 from spark.jobs.postgres_sync import serving_schema, sync
 from spark.maintenance import files_per_partition, optimize_closed_partitions
-from tests.conftest import TEST_ENV, airflow_dags_test
+from tests.conftest import airflow_dags_test
 from tests.market import (
     START_MS,
     check_silver,
-    pipeline_command,
     produce,
     rows,
     run_once,
     send_sentinel,
+    start_pipeline,
     wait_for,
 )
 
@@ -78,14 +76,7 @@ def test_maintenance_runs_in_the_driver_while_the_stream_writes(spark, platform,
     # trade falls behind the watermark however the backlog is cut into micro-batches.
     sent = produce(layout, count=8000, seed=21, start_ms=START_MS)
     # Several micro-batches: several small files per date partition, as a real stream leaves.
-    driver = subprocess.Popen(
-        pipeline_command(layout, "--interval", "0", "--max-offsets", "1500"),
-        env=TEST_ENV,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    driver = start_pipeline(layout, "--interval", "0", "--max-offsets", "1500")
     tables = ["bronze_trades", "trades_enriched"]  # the other three only add minutes here
     try:
         wait_for(lambda: rows(spark, layout, "bronze_trades") > 1000, 600, "the first batches")

@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from lakehouse.settings import PROJECT_ROOT
-from tests.conftest import TEST_ENV
 from tests.market import (
     START_MS,
     check_silver,
-    pipeline_command,
     produce,
     recorded_progress,
     run_once,
     send_reference,
     send_sentinel,
+    start_pipeline,
     table,
 )
 
@@ -94,14 +91,7 @@ def test_killed_driver_restarts_from_its_checkpoint_without_loss_or_duplicates(
 ):
     sent = produce(layout, count=6000, seed=3, start_ms=START_MS)
     send_sentinel(platform, layout, START_MS + 24 * 3600 * 1000)
-    driver = subprocess.Popen(
-        pipeline_command(layout, "--interval", "0", "--max-offsets", "700"),
-        env=TEST_ENV,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    driver = start_pipeline(layout, "--interval", "0", "--max-offsets", "700")
     commits = Path(layout.checkpoint("market_bronze")) / "commits"
     try:
         deadline = time.monotonic() + 600
