@@ -31,29 +31,19 @@ from lakehouse.orchestration import DAG_DEFAULTS, SERVING_SYNCED_URI
 def postgres_sync():
     @task(outlets=[Asset(SERVING_SYNCED_URI)], execution_timeout=timedelta(minutes=30))
     def sync() -> dict:
-        import json
-        import tempfile
-        from pathlib import Path
-
         from airflow.sdk.exceptions import AirflowSkipException
 
         from lakehouse import spark_submit
         from lakehouse.orchestration import task_settings
 
         params = get_current_context()["params"]
-        with tempfile.TemporaryDirectory() as folder:
-            report_file = Path(folder) / "report.json"
-            args = [
-                "--max-versions",
-                str(params["max_versions"]),
-                "--report-file",
-                str(report_file),
-            ]
-            if params["namespace"]:
-                args += ["--namespace", params["namespace"]]
-            spark_submit.run(task_settings(), "spark.jobs.postgres_sync", "postgres_sync", args)
-            report = json.loads(report_file.read_text())
-        if not report["rows_inserted"]:
+        args = ["--max-versions", str(params["max_versions"])]
+        if params["namespace"]:
+            args += ["--namespace", params["namespace"]]
+        report = spark_submit.run_with_report(
+            task_settings(), "spark.jobs.postgres_sync", "postgres_sync", args
+        )
+        if not (report["rows_inserted"] or report["rows_deleted"]):
             # Skipped: no Asset event, so dbt does not rebuild for nothing.
             raise AirflowSkipException(f"nothing new to sync: {report}")
         return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -239,6 +240,38 @@ def stream(
         raise _fail(str(error)) from None
     except psycopg.OperationalError as error:
         raise _fail(f"Postgres is not reachable ({error}): start the platform (make up).") from None
+
+
+@app.command()
+def replay(
+    from_time: str = typer.Option(..., "--from", help="first event time to rebuild (ISO-8601)"),
+    table: str = typer.Option("trades_enriched", help="the silver table to rebuild"),
+    namespace: str = typer.Option("", help="an isolated run's namespace"),
+) -> None:
+    """Rebuild a silver table from bronze from a time on (what the replay DAG does); the
+    owning stream is stopped meanwhile and started again if it was meant to run."""
+    import psycopg
+
+    from infra.airflow import AirflowService
+    from lakehouse import replay as lake_replay
+    from lakehouse import spark_submit, supervision
+
+    try:
+        lake_replay.check_request(table, from_time)
+    except ValueError as error:
+        raise _fail(f"{error}.", 2) from None
+    settings = load_settings()
+    os.environ.update(AirflowService(settings).environment())
+    # spark-submit's output (the replay's progress and any refusal) goes to this log.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        report = lake_replay.replay(settings, table, from_time, namespace)
+    except (supervision.SupervisionError, spark_submit.SparkApplicationFailed) as error:
+        raise _fail(str(error)) from None
+    except psycopg.OperationalError as error:
+        raise _fail(f"Postgres is not reachable ({error}): start the platform (make up).") from None
+    console.print_json(json.dumps(report))
+    console.print("The postgres_sync DAG brings the serving tables along on its next run.")
 
 
 if __name__ == "__main__":

@@ -91,3 +91,6 @@ STREAM_JOBS: dict[str, StreamJob] = {
         ),
     )
 }
+
+# Tables `lakehouse replay` can rebuild from bronze (spark.jobs.replay).
+REPLAYABLE_TABLES: tuple[str, ...] = ("trades_enriched",)

@@ -8,6 +8,9 @@ standalone cluster) into a spark-submit command line; the platform's Spark confi
 from __future__ import annotations
 
 import importlib.util
+import json
+import tempfile
+from pathlib import Path
 
 from lakehouse.settings import Settings
 
@@ -45,6 +48,23 @@ def command(settings: Settings, module: str, name: str, args: list[str]) -> list
     return submit_hook(settings, name, args)._build_spark_submit_command(application(module))
 
 
+class SparkApplicationFailed(RuntimeError):
+    pass
+
+
 def run(settings: Settings, module: str, name: str, args: list[str]) -> None:
-    """Run a batch application to completion; its output goes to the task log."""
-    submit_hook(settings, name, args).submit(application(module))
+    """Run a batch application to completion; its output goes to the log (the task's)."""
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    try:
+        submit_hook(settings, name, args).submit(application(module))
+    except AirflowException as error:
+        raise SparkApplicationFailed(f"{name} failed: {error}; see its output above") from None
+
+
+def run_with_report(settings: Settings, module: str, name: str, args: list[str]) -> dict:
+    """Run an application that takes `--report-file` and return the JSON it wrote there."""
+    with tempfile.TemporaryDirectory() as folder:
+        report_file = Path(folder) / "report.json"
+        run(settings, module, name, [*args, "--report-file", str(report_file)])
+        return json.loads(report_file.read_text())

@@ -403,6 +403,27 @@ def _tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
+@contextmanager
+def paused(settings: Settings, job: StreamJob, namespace: str) -> Iterator[None]:
+    """The job's driver stopped (and not restarted by the supervisor) for the block, then
+    back in the state the operator wanted; for work that must own the job's tables."""
+    job_key = job.key(namespace)
+    with connect(settings) as conn:
+        ensure_tables(conn)
+        row = conn.execute(
+            "SELECT desired FROM stream_drivers WHERE job_key = %s", (job_key,)
+        ).fetchone()
+    desired = row[0] if row else "stopped"
+    set_desired(settings, job_key, "stopped")
+    try:
+        stop(settings, job_key)
+        yield
+    finally:
+        set_desired(settings, job_key, desired)
+        if desired == "running":
+            launch(settings, job, namespace)
+
+
 def control(settings: Settings, job: StreamJob, namespace: str, action: str) -> str:
     """An operator's start / stop / restart; returns what was done."""
     if action not in ("start", "stop", "restart"):

@@ -177,3 +177,36 @@ def rows(spark, layout, name: str) -> int:
         return spark.read.format("delta").load(layout.table(name)).count()
     except Exception:  # the table appears with the driver's first commit
         return -1
+
+
+def serving(settings, schema: str) -> tuple[pd.DataFrame, pd.DataFrame, tuple]:
+    with psycopg.connect(settings.postgres_dsn()) as conn:
+        trades = pd.DataFrame(
+            conn.execute(
+                f"SELECT trade_id, symbol, price, volume FROM {schema}.trades_enriched"
+            ).fetchall(),
+            columns=["trade_id", "symbol", "price", "volume"],
+        )
+        bars = pd.DataFrame(
+            conn.execute(
+                f"SELECT symbol, minute, volume, trade_count FROM {schema}.trades_ohlcv_1m"
+            ).fetchall(),
+            columns=["symbol", "minute", "volume", "trade_count"],
+        )
+        progress = conn.execute(
+            f"SELECT delta_version, rows_synced FROM {schema}.sync_progress"
+        ).fetchone()
+    return trades, bars, progress
+
+
+def assert_bars_match(bars: pd.DataFrame, silver: pd.DataFrame) -> None:
+    want = (
+        silver.assign(minute=silver["event_time"].dt.floor("min"))
+        .groupby(["symbol", "minute"])
+        .agg(volume=("volume", "sum"), trade_count=("trade_id", "count"))
+        .reset_index()
+        .sort_values(["symbol", "minute"], ignore_index=True)
+    )
+    got = bars.assign(minute=pd.to_datetime(bars["minute"], utc=True).dt.tz_localize(None))
+    got = got.sort_values(["symbol", "minute"], ignore_index=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)

@@ -23,11 +23,13 @@ from spark.maintenance import files_per_partition, optimize_closed_partitions
 from tests.conftest import airflow_dags_test
 from tests.market import (
     START_MS,
+    assert_bars_match,
     check_silver,
     produce,
     rows,
     run_once,
     send_sentinel,
+    serving,
     start_pipeline,
     wait_for,
 )
@@ -48,26 +50,6 @@ def maintenance_results(settings, job_key: str) -> list[tuple]:
             " WHERE job_key = %s ORDER BY id",
             (job_key,),
         ).fetchall()
-
-
-def serving(settings, schema: str) -> tuple[pd.DataFrame, pd.DataFrame, tuple]:
-    with psycopg.connect(settings.postgres_dsn()) as conn:
-        trades = pd.DataFrame(
-            conn.execute(
-                f"SELECT trade_id, symbol, price, volume FROM {schema}.trades_enriched"
-            ).fetchall(),
-            columns=["trade_id", "symbol", "price", "volume"],
-        )
-        bars = pd.DataFrame(
-            conn.execute(
-                f"SELECT symbol, minute, volume, trade_count FROM {schema}.trades_ohlcv_1m"
-            ).fetchall(),
-            columns=["symbol", "minute", "volume", "trade_count"],
-        )
-        progress = conn.execute(
-            f"SELECT delta_version, rows_synced FROM {schema}.sync_progress"
-        ).fetchone()
-    return trades, bars, progress
 
 
 def test_maintenance_runs_in_the_driver_while_the_stream_writes(spark, platform, layout):
@@ -152,16 +134,3 @@ def test_sync_copies_silver_once_and_skips_optimize_commits(spark, platform, lay
     trades_after, _, (version_after, synced_after) = serving(platform, schema)
     assert version_after > version
     assert synced_after == synced and len(trades_after) == len(silver)
-
-
-def assert_bars_match(bars: pd.DataFrame, silver: pd.DataFrame) -> None:
-    want = (
-        silver.assign(minute=silver["event_time"].dt.floor("min"))
-        .groupby(["symbol", "minute"])
-        .agg(volume=("volume", "sum"), trade_count=("trade_id", "count"))
-        .reset_index()
-        .sort_values(["symbol", "minute"], ignore_index=True)
-    )
-    got = bars.assign(minute=pd.to_datetime(bars["minute"], utc=True).dt.tz_localize(None))
-    got = got.sort_values(["symbol", "minute"], ignore_index=True)
-    pd.testing.assert_frame_equal(got, want, check_dtype=False)

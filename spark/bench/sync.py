@@ -36,7 +36,7 @@ def run(spark: SparkSession, settings: Settings, *, rows: int, log=print) -> dic
 
     log("baseline: COPY of the same rows")
     csv, copied = postgres_sync.to_csv(
-        postgres_sync.transform(spark.read.format("delta").load(path))
+        spark.read.format("delta").load(path).select(*postgres_sync.COLUMNS)
     )
     with psycopg.connect(settings.postgres_dsn()) as conn:
         conn.execute(

@@ -1,14 +1,15 @@
 """Incremental sync of silver trades into Postgres serving tables (seed 000's separate job).
 
-extract: the rows Delta versions (last synced, latest] added, read from the change data
-  feed (only inserts: commits without data change, such as OPTIMIZE, carry none); the first
-  run loads the snapshot of the latest version instead.
-transform: the serving columns.
+extract: what Delta versions (last synced, latest] changed, read from the change data feed
+  and reduced to the last change per trade id (inserted, or deleted: a replay replaces a
+  range with a delete and an insert per row). Commits without data change, such as
+  OPTIMIZE, carry none. The first run loads the snapshot of the latest version instead.
+transform: the serving columns and the `deleted` flag.
 load: one Postgres transaction per version range: COPY into a temporary staging table,
-  INSERT ... ON CONFLICT (trade_id) DO NOTHING into the serving table, recompute the
-  one-minute bars of the (symbol, minute) keys the range touched, and move the sync's
-  progress (the Delta version) forward. A crash before the commit leaves nothing behind;
-  re-running a range changes nothing.
+  delete what was deleted, INSERT ... ON CONFLICT (trade_id) DO UPDATE only where a value
+  differs, recompute the one-minute bars of the (symbol, minute) keys the range touched,
+  and move the sync's progress (the Delta version) forward. A crash before the commit
+  leaves nothing behind; re-running a range changes nothing.
 
     python -m spark.jobs.postgres_sync [--namespace NS] [--max-versions N]
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import psycopg
 import typer
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakehouse.settings import Settings, load_settings
@@ -40,6 +41,7 @@ COLUMNS = (
     "company_name",
     "sector",
 )
+_UPDATED = COLUMNS[1:]
 
 
 def serving_schema(namespace: str) -> str:
@@ -104,6 +106,17 @@ ON CONFLICT (symbol, minute) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED
 """
 
 
+def _bars_emptied(schema: str) -> str:
+    # A touched minute whose trades were all deleted keeps no bar.
+    return f"""
+DELETE FROM {schema}.trades_ohlcv_1m b
+USING (SELECT DISTINCT symbol, date_trunc('minute', event_time) AS minute FROM sync_stage) k
+WHERE b.symbol = k.symbol AND b.minute = k.minute AND NOT EXISTS (
+    SELECT 1 FROM {schema}.trades_enriched t WHERE t.symbol = b.symbol
+       AND t.event_time >= b.minute AND t.event_time < b.minute + interval '1 minute')
+"""
+
+
 # ---- extract ----------------------------------------------------------------------
 
 
@@ -115,14 +128,24 @@ def latest_version(spark: SparkSession, path: str) -> int:
 
 def extract(spark: SparkSession, path: str, after: int | None, upto: int) -> DataFrame:
     if after is None:
-        return spark.read.format("delta").option("versionAsOf", upto).load(path)
-    return (
+        snapshot = spark.read.format("delta").option("versionAsOf", upto).load(path)
+        return snapshot.withColumn("deleted", F.lit(False))
+    changes = (
         spark.read.format("delta")
         .option("readChangeFeed", "true")
         .option("startingVersion", after + 1)
         .option("endingVersion", upto)
         .load(path)
-        .where(F.col("_change_type") == "insert")
+        .where(F.col("_change_type").isin("insert", "delete"))
+    )
+    # Within a version a replaced row is deleted and inserted: the insert is the later.
+    last_change = Window.partitionBy("trade_id").orderBy(
+        F.col("_commit_version").desc(), (F.col("_change_type") == "insert").desc()
+    )
+    return (
+        changes.withColumn("_change_rank", F.row_number().over(last_change))
+        .where(F.col("_change_rank") == 1)
+        .withColumn("deleted", F.col("_change_type") == "delete")
     )
 
 
@@ -130,7 +153,7 @@ def extract(spark: SparkSession, path: str, after: int | None, upto: int) -> Dat
 
 
 def transform(rows: DataFrame) -> DataFrame:
-    return rows.select(*COLUMNS)
+    return rows.select(*COLUMNS, "deleted")
 
 
 # ---- load -------------------------------------------------------------------------
@@ -145,8 +168,9 @@ def synced_version(conn: psycopg.Connection, schema: str, source: str) -> int | 
 
 def load_range(
     conn: psycopg.Connection, schema: str, source: str, csv: bytes, upto: int, expected: int | None
-) -> int:
-    """One transaction: stage, merge, bars, progress. Returns the rows newly inserted."""
+) -> tuple[int, int]:
+    """One transaction: stage, merge, bars, progress. Returns (rows written, rows deleted):
+    rows new or with a changed value, and rows removed."""
     with conn.transaction():
         # Another sync of the same source that committed meanwhile wins; this one stops.
         row = conn.execute(
@@ -155,16 +179,29 @@ def load_range(
         ).fetchone()
         if row and row[0] != expected:
             raise RuntimeError(f"{source} progressed to {row[0]} meanwhile; run again")
-        conn.execute(f"CREATE TEMP TABLE sync_stage (LIKE {schema}.trades_enriched) ON COMMIT DROP")
+        conn.execute(
+            f"CREATE TEMP TABLE sync_stage (LIKE {schema}.trades_enriched, deleted boolean)"
+            " ON COMMIT DROP"
+        )
         with conn.cursor().copy(
-            f"COPY sync_stage ({', '.join(COLUMNS)}) FROM STDIN (FORMAT csv, HEADER true)"
+            f"COPY sync_stage ({', '.join(COLUMNS)}, deleted) FROM STDIN (FORMAT csv, HEADER true)"
         ) as copy:
             copy.write(csv)
+        deleted = conn.execute(
+            f"DELETE FROM {schema}.trades_enriched t USING sync_stage s"
+            " WHERE s.deleted AND t.trade_id = s.trade_id"
+        ).rowcount
+        target = f"{schema}.trades_enriched"
         inserted = conn.execute(
-            f"INSERT INTO {schema}.trades_enriched SELECT * FROM sync_stage"
-            " ON CONFLICT (trade_id) DO NOTHING"
+            f"INSERT INTO {target} SELECT {', '.join(COLUMNS)} FROM sync_stage WHERE NOT deleted"
+            f" ON CONFLICT (trade_id) DO UPDATE SET"
+            f" {', '.join(f'{c} = EXCLUDED.{c}' for c in _UPDATED)}"
+            f" WHERE ({', '.join(f'{target}.{c}' for c in _UPDATED)})"
+            f" IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in _UPDATED)})"
         ).rowcount
         conn.execute(_bars_upsert(schema))
+        if deleted:
+            conn.execute(_bars_emptied(schema))
         conn.execute(
             f"""INSERT INTO {schema}.sync_progress (source, delta_version, rows_synced)
                 VALUES (%s, %s, %s) ON CONFLICT (source) DO UPDATE SET
@@ -173,7 +210,7 @@ def load_range(
                 synced_at = now()""",
             (source, upto, inserted),
         )
-    return inserted
+    return inserted, deleted
 
 
 def to_csv(df: DataFrame) -> tuple[bytes, int]:
@@ -189,7 +226,7 @@ def sync(
     spark: SparkSession, settings: Settings, path: str, schema: str, max_versions: int
 ) -> dict:
     """Bring the serving tables up to the latest Delta version, range by range."""
-    report = {"source": path, "ranges": 0, "rows_read": 0, "rows_inserted": 0}
+    report = {"source": path, "ranges": 0, "rows_read": 0, "rows_inserted": 0, "rows_deleted": 0}
     started = time.monotonic()
     with psycopg.connect(settings.postgres_dsn()) as conn:
         conn.execute(ddl(schema))
@@ -200,11 +237,19 @@ def sync(
         while after is None or after < latest:
             upto = latest if after is None else min(latest, after + max_versions)
             csv, rows = to_csv(transform(extract(spark, path, after, upto)))
-            inserted = load_range(conn, schema, path, csv, upto, after)
-            log.info("versions %s..%s: %d rows read, %d new", after, upto, rows, inserted)
+            inserted, deleted = load_range(conn, schema, path, csv, upto, after)
+            log.info(
+                "versions %s..%s: %d rows read, %d written, %d deleted",
+                after,
+                upto,
+                rows,
+                inserted,
+                deleted,
+            )
             report["ranges"] += 1
             report["rows_read"] += rows
             report["rows_inserted"] += inserted
+            report["rows_deleted"] += deleted
             after = upto
         report["delta_version"] = after
     report["seconds"] = round(time.monotonic() - started, 3)
@@ -234,7 +279,7 @@ def main(
             report = sync(spark, settings, path, serving_schema(namespace), max_versions)
         else:
             log.info("%s does not exist yet: nothing to sync (is the stream running?)", path)
-            report = {"source": path, "rows_inserted": 0}
+            report = {"source": path, "rows_inserted": 0, "rows_deleted": 0}
         print(json.dumps(report), flush=True)
         if report_file:
             report_file.write_text(json.dumps(report))
