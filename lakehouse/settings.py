@@ -80,6 +80,10 @@ class Settings(BaseSettings):
 
     spark_master: str = "local[*]"
     spark_driver_memory: str = "1g"
+    # Partitions Delta uses to rebuild a table's state from its log (Delta's default is 50).
+    # Every commit with txnAppId (all streaming writes) rebuilds it, and on small streaming
+    # tables 50 tiny tasks cost seconds per micro-batch; raise it for tables with huge logs.
+    spark_delta_snapshot_partitions: int = 2
     spark_worker_cores: int = 2
     spark_worker_memory: str = "2g"
     airflow_parallelism: int = 4

@@ -45,6 +45,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # New tables keep a change data feed: the Postgres sync reads version ranges from
         # it, and commits without data change (OPTIMIZE) add nothing to it.
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
+        "spark.databricks.delta.snapshotPartitions": str(settings.spark_delta_snapshot_partitions),
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
         "spark.executorEnv.PYTHONPATH": os.pathsep.join(sys.path),

@@ -1,10 +1,11 @@
-"""Replay (issue 5): silver rebuilt from bronze for a time range equals the original run,
-replaying twice changes nothing, and the serving tables follow through the sync."""
+"""Serving sync and replay (issue 5) on one pipeline run: the sync copies silver into
+Postgres once (re-runs and OPTIMIZE commits add nothing); a replay rebuilds a time range of
+silver from bronze equal to the original run, twice, and the sync follows it unchanged."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
@@ -12,7 +13,8 @@ from delta.tables import DeltaTable
 
 from lakehouse.registry import STREAM_JOBS
 from lakehouse.supervision import connect, read_state
-from spark.jobs.postgres_sync import serving_schema
+from spark.jobs.postgres_sync import serving_schema, sync
+from spark.maintenance import files_per_partition, optimize_closed_partitions
 from tests.conftest import airflow_dags_test, run_cli
 from tests.market import (
     START_MS,
@@ -25,6 +27,7 @@ from tests.market import (
     table,
 )
 
+TODAY = date.today()
 BUSINESS_COLUMNS = [
     "trade_id",
     "symbol",
@@ -51,18 +54,49 @@ def last_commit(spark, path: str) -> dict:
 @pytest.mark.services
 @pytest.mark.spark
 @pytest.mark.slow
-def test_replay_rebuilds_the_range_identically_and_the_sync_follows(spark, platform, layout):
+def test_sync_follows_silver_exactly_once_and_a_replay_changes_nothing(spark, platform, layout):
     namespace = layout.lake_root.rsplit("/", 1)[-1]
     job = STREAM_JOBS["market_pipeline"]
+    schema = serving_schema(namespace)
     silver_path = layout.table("trades_enriched")
     # Duplicates in the input: the replay must keep the same first copies the stream kept.
-    sent = produce(layout, count=3000, seed=41, start_ms=START_MS, duplicate_fraction=0.02)
+    first = produce(layout, count=3000, seed=31, start_ms=START_MS, duplicate_fraction=0.02)
     send_sentinel(platform, layout, START_MS + 24 * 3600 * 1000)
     run_once(layout)
-    original = table(spark, layout, "trades_enriched")
-    check_silver(spark, layout, sent["trades"])
+
+    # The sync DAG, through Airflow and spark-submit: Postgres level with silver, bars too.
     airflow_dags_test(platform, "postgres_sync", {"namespace": namespace})
-    _, _, (_, synced_before) = serving(platform, serving_schema(namespace))
+    silver = check_silver(spark, layout, first["trades"])
+    trades, bars, (version, synced) = serving(platform, schema)
+    assert sorted(trades["trade_id"]) == sorted(silver["trade_id"])
+    assert synced == len(silver)
+    assert_bars_match(bars, silver)
+
+    # Again: nothing changes.
+    sync(spark, platform, silver_path, schema, max_versions=100)
+    assert serving(platform, schema)[2] == (version, synced)
+
+    # New data: only the new rows arrive.
+    second = produce(layout, count=2000, seed=32, start_ms=START_MS + 2 * 24 * 3600 * 1000)
+    send_sentinel(platform, layout, START_MS + 3 * 24 * 3600 * 1000)
+    run_once(layout)
+    sync(spark, platform, silver_path, schema, max_versions=100)
+    sent = {k: first[k] + second[k] for k in ("trades", "duplicates")}
+    silver = check_silver(spark, layout, sent["trades"])
+    trades, bars, (version, synced) = serving(platform, schema)
+    assert sorted(trades["trade_id"]) == sorted(silver["trade_id"])
+    assert synced == len(silver)
+    assert_bars_match(bars, silver)
+
+    # An OPTIMIZE (no stream runs: this test is the table's only writer) commits a new
+    # version without data change; the sync moves past it and adds no row.
+    assert max(files_per_partition(spark, silver_path, "event_date", TODAY).values()) > 1
+    assert optimize_closed_partitions(spark, silver_path, "event_date", TODAY)["files_removed"]
+    sync(spark, platform, silver_path, schema, max_versions=100)
+    trades_after, _, (version_after, synced_before) = serving(platform, schema)
+    assert version_after > version
+    assert synced_before == synced and len(trades_after) == len(silver)
+    original = table(spark, layout, "trades_enriched")
 
     # The pipeline ran with --once: the driver is not meant to run, and stays stopped.
     stopped = run_cli("stream", "stop", "market_pipeline", "--namespace", namespace)

@@ -1,10 +1,9 @@
-"""Lake maintenance while the trades stream writes, and the incremental Postgres sync.
+"""Lake maintenance while the trades stream writes.
 
-Real DAG runs (`airflow dags test`) of `lake_maintenance` and `postgres_sync` against a
-streaming driver on real Kafka, S3 and Postgres. Maintenance runs inside the driver, under
-its writers' locks; afterwards the Delta log has no gap, OPTIMIZE compacted the closed
-partitions, and every count is exact. The sync copies silver exactly once: re-running it,
-or running it after an OPTIMIZE, adds nothing.
+A real DAG run (`airflow dags test`) of `lake_maintenance` against a streaming driver on
+real Kafka, S3 and Postgres. Maintenance runs inside the driver, under its writers' locks;
+afterwards the Delta log has no gap, OPTIMIZE compacted the closed partitions, and every
+count is exact. (The Postgres sync is tested in test_serving_sync_and_replay.py.)
 """
 
 from __future__ import annotations
@@ -18,18 +17,13 @@ import psycopg
 import pytest
 from delta.tables import DeltaTable
 
-from spark.jobs.postgres_sync import serving_schema, sync
-from spark.maintenance import files_per_partition, optimize_closed_partitions
 from tests.conftest import airflow_dags_test
 from tests.market import (
     START_MS,
-    assert_bars_match,
     check_silver,
     produce,
     rows,
-    run_once,
     send_sentinel,
-    serving,
     start_pipeline,
     wait_for,
 )
@@ -93,44 +87,3 @@ def test_maintenance_runs_in_the_driver_while_the_stream_writes(spark, platform,
     assert len(bronze) == total
     assert not bronze.duplicated(["kafka_topic", "kafka_partition", "kafka_offset"]).any()
     check_silver(spark, layout, total)
-
-
-def test_sync_copies_silver_once_and_skips_optimize_commits(spark, platform, layout):
-    namespace = layout.lake_root.rsplit("/", 1)[-1]
-    schema = serving_schema(namespace)
-    silver_path = layout.table("trades_enriched")
-    first = produce(layout, count=3000, seed=31, start_ms=START_MS)
-    send_sentinel(platform, layout, START_MS + 24 * 3600 * 1000)
-    run_once(layout)
-
-    # The DAG, through Airflow and spark-submit: Postgres level with silver, bars included.
-    airflow_dags_test(platform, "postgres_sync", {"namespace": namespace})
-    silver = check_silver(spark, layout, first["trades"])
-    trades, bars, (version, synced) = serving(platform, schema)
-    assert sorted(trades["trade_id"]) == sorted(silver["trade_id"])
-    assert synced == len(silver)
-    assert_bars_match(bars, silver)
-
-    # Again: nothing changes.
-    sync(spark, platform, silver_path, schema, max_versions=100)
-    assert serving(platform, schema)[2] == (version, synced)
-
-    # New data: only the new rows arrive.
-    second = produce(layout, count=2000, seed=32, start_ms=START_MS + 2 * 24 * 3600 * 1000)
-    send_sentinel(platform, layout, START_MS + 3 * 24 * 3600 * 1000)
-    run_once(layout)
-    sync(spark, platform, silver_path, schema, max_versions=100)
-    silver = check_silver(spark, layout, first["trades"] + second["trades"])
-    trades, bars, (version, synced) = serving(platform, schema)
-    assert sorted(trades["trade_id"]) == sorted(silver["trade_id"])
-    assert synced == len(silver)
-    assert_bars_match(bars, silver)
-
-    # An OPTIMIZE (no stream runs: this test is the table's only writer) commits a new
-    # version without data change; the sync moves past it and adds no row.
-    assert max(files_per_partition(spark, silver_path, "event_date", TODAY).values()) > 1
-    assert optimize_closed_partitions(spark, silver_path, "event_date", TODAY)["files_removed"]
-    sync(spark, platform, silver_path, schema, max_versions=100)
-    trades_after, _, (version_after, synced_after) = serving(platform, schema)
-    assert version_after > version
-    assert synced_after == synced and len(trades_after) == len(silver)
