@@ -20,10 +20,14 @@ DEFAULT_CONN_ID = "spark_default"
 def submit_hook(settings: Settings, name: str, args: list[str], conn_id: str = DEFAULT_CONN_ID):
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
-    from spark.session import spark_conf
+    from spark.session import CREDENTIAL_KEYS, spark_conf
 
     conf = spark_conf(settings)
     jars = conf.pop("spark.jars")
+    # On the spark-submit command line they would show in `ps`; every application builds
+    # its session with build_spark_session, which sets them from the settings in the driver.
+    for key in CREDENTIAL_KEYS:
+        conf.pop(key)
     return SparkSubmitHook(
         conn_id=conn_id,
         conf=conf,

@@ -24,6 +24,10 @@ class SparkSetupError(RuntimeError):
     pass
 
 
+# The S3 keys: the session factory sets them in the driver; never on a command line.
+CREDENTIAL_KEYS = ("spark.hadoop.fs.s3a.access.key", "spark.hadoop.fs.s3a.secret.key")
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Every configuration key the platform sets (pure, so it can be tested and printed)."""
     jars_dir = settings.jars_dir / "spark"
