@@ -1,2 +1,3 @@
-{{ config(materialized='table') }}
+-- Incremental: each build reads only the trades near the newest bar (see macros/ohlcv.sql).
+{{ config(materialized='incremental', unique_key='bar_id', incremental_strategy='delete+insert') }}
 {{ ohlcv('1 minute') }}
