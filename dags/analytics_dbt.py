@@ -21,13 +21,10 @@ from lakehouse.orchestration import DAG_DEFAULTS, LAKE_COMPACTED_URI, SERVING_SY
 def analytics_dbt():
     @task
     def dbt_build() -> None:
-        from lakehouse.analytics import run_dbt
+        from lakehouse.analytics import build_marts
         from lakehouse.orchestration import task_settings
 
-        result = run_dbt(task_settings(), ["build"], capture=True)
-        print(result.stdout[-20000:])
-        if result.returncode != 0:
-            raise RuntimeError(f"dbt build failed (exit {result.returncode}):\n{result.stderr}")
+        print(build_marts(task_settings())[-20000:])
 
     dbt_build()
 

@@ -4,16 +4,17 @@ Trigger it with config: `table` and `from_time` (ISO-8601, UTC when no offset is
 The owning stream is stopped for the replay and started again afterwards if it was meant
 to run; the replay covers what that stream had finished (up to its last watermark) and
 replaces the range in one Delta commit, so replaying twice gives the same rows. The
-serving tables then follow through the Postgres sync, and dbt through the sync's Asset.
+serving tables then follow through the Postgres sync, and the dbt marts through a full
+refresh (the incremental one-minute bars only re-read recent trades otherwise).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
-from lakehouse.orchestration import DAG_DEFAULTS, SERVING_SYNCED_URI
+from lakehouse.orchestration import DAG_DEFAULTS
 from lakehouse.registry import REPLAYABLE_TABLES
 
 
@@ -42,7 +43,7 @@ def replay():
             task_settings(), params["table"], params["from_time"], params["namespace"]
         )
 
-    @task(outlets=[Asset(SERVING_SYNCED_URI)], execution_timeout=timedelta(minutes=30))
+    @task(execution_timeout=timedelta(minutes=30))
     def sync_serving() -> dict:
         from lakehouse import spark_submit
         from lakehouse.orchestration import task_settings
@@ -53,7 +54,18 @@ def replay():
             task_settings(), "spark.jobs.postgres_sync", "postgres_sync", args
         )
 
-    rebuild() >> sync_serving()
+    @task(execution_timeout=timedelta(minutes=30))
+    def refresh_marts() -> None:
+        from lakehouse.analytics import build_marts
+        from lakehouse.orchestration import task_settings
+        from spark.jobs.market_layout import MarketLayout
+
+        settings, namespace = task_settings(), get_current_context()["params"]["namespace"]
+        lake_root = MarketLayout.isolated(settings, namespace).lake_root if namespace else None
+        # Incremental marts only re-read recent trades: rebuild them from the whole lake.
+        print(build_marts(settings, full_refresh=True, lake_root=lake_root)[-20000:])
+
+    rebuild() >> sync_serving() >> refresh_marts()
 
 
 replay()

@@ -47,3 +47,22 @@ def run_dbt(
         text=True,
         check=False,
     )
+
+
+class DbtFailed(RuntimeError):
+    pass
+
+
+def build_marts(
+    settings: Settings, *, full_refresh: bool = False, lake_root: str | None = None
+) -> str:
+    """`dbt build` for the DAGs: its output, or DbtFailed carrying it. A full refresh also
+    rebuilds the incremental models from all of the lake (after a replay)."""
+    args = ["build", *(["--full-refresh"] if full_refresh else [])]
+    result = run_dbt(settings, args, lake_root=lake_root, capture=True)
+    if result.returncode != 0:
+        raise DbtFailed(
+            f"dbt {' '.join(args)} failed (exit {result.returncode}):\n"
+            f"{result.stdout[-8000:]}{result.stderr[-4000:]}"
+        )
+    return result.stdout

@@ -271,7 +271,10 @@ def replay(
     except psycopg.OperationalError as error:
         raise _fail(f"Postgres is not reachable ({error}): start the platform (make up).") from None
     console.print_json(json.dumps(report))
-    console.print("The postgres_sync DAG brings the serving tables along on its next run.")
+    console.print(
+        "The postgres_sync DAG brings the serving tables along on its next run; "
+        "`lakehouse dbt build --full-refresh` rebuilds the marts from the replayed rows."
+    )
 
 
 if __name__ == "__main__":
