@@ -115,6 +115,29 @@ def analytics_command(
     _run("analytics", rows, as_json)
 
 
+@bench_app.command("producer")
+def producer_command(
+    count: int = typer.Option(500_000, min=1000),
+    symbols: int = typer.Option(500, min=1),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Market producer events/s into Kafka vs generating the same events. Needs Kafka."""
+    _emit(_producer(count, symbols), "producer", as_json)
+
+
+def _producer(count: int, symbols: int) -> dict:
+    from kafka.errors import KafkaError
+
+    from producers import bench
+
+    settings = load_settings()
+    try:
+        return bench.run(settings, count=count, symbols=symbols, log=_log)
+    except KafkaError as error:
+        _log(f"the producer bench needs Kafka at {settings.kafka_bootstrap} ({error}): make up")
+        raise typer.Exit(2) from None
+
+
 @bench_app.command("enrichment")
 def enrichment_command(
     symbols: int = typer.Option(500, min=1),
@@ -130,6 +153,7 @@ def enrichment_command(
 @bench_app.command("all")
 def all_command(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every benchmark with its default sizes."""
+    _emit(_producer(500_000, 500), "producer", as_json)
     for symbols in (500, 5000):
         _enrichment(1_000_000, symbols, 3, 16, as_json)
     _run("analytics", 10_000_000, as_json)

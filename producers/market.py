@@ -185,6 +185,68 @@ class SendReport:
         }
 
 
+def open_producer(bootstrap: str):
+    """A KafkaProducer tuned for throughput: large lz4 batches, acks from all replicas.
+
+    Raises KafkaError when the broker does not answer."""
+    from kafka import KafkaProducer
+
+    return KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",  # with idempotence (kafka-python's default): retries never duplicate
+        compression_type="lz4",
+        linger_ms=20,
+        batch_size=256 * 1024,
+        bootstrap_timeout_ms=10_000,
+        max_block_ms=10_000,  # how long send() waits for metadata or buffer space
+    )
+
+
+def missing_topics(bootstrap: str, topics: list[str]) -> list[str]:
+    """The topics the broker does not know (auto-create is off on the platform's broker)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=10_000)
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    return [topic for topic in topics if topic not in existing]
+
+
+def send_all(
+    producer,
+    messages: Iterator[Message],
+    topics: dict[str, str],
+    report: SendReport,
+    *,
+    count: int = 0,
+    duration: float = 0.0,
+    rate: float = 0.0,
+) -> None:
+    """Send until `count` messages or `duration` seconds (0: no limit) at `rate` messages/s
+    (0: as fast as possible), then flush. `report` counts what was handed to the producer,
+    also when a signal ends the loop early."""
+    started = time.monotonic()
+    try:
+        for n, message in enumerate(messages, start=1):
+            producer.send(topics[message.topic], key=message.key, value=message.value)
+            report.add(message)
+            if count and n >= count:
+                break
+            elapsed = time.monotonic() - started
+            if duration and elapsed >= duration:
+                break
+            if rate > 0:
+                delay = n / rate - elapsed
+                if delay > 0:
+                    time.sleep(delay)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        producer.flush()
+
+
 def main(
     rate: float = typer.Option(50.0, min=0.0, help="messages per second (0: as fast as possible)"),
     count: int = typer.Option(0, min=0, help="stop after this many messages (0: no limit)"),
@@ -202,7 +264,6 @@ def main(
     reference_topic: str = typer.Option(REFERENCE_TOPIC),
 ) -> None:
     """Send simulated trades and reference updates to Kafka; print what was sent as JSON."""
-    from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
     from lakehouse.settings import load_settings
@@ -210,17 +271,21 @@ def main(
     settings = load_settings()
     # The supervisor stops us with SIGTERM: leave through `finally` so buffered messages flush.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    topics = {"trades": trades_topic, "references": reference_topic}
     try:
-        producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",  # with idempotence (kafka-python's default): retries never duplicate
-            linger_ms=20,
-            batch_size=256 * 1024,
-            bootstrap_timeout_ms=10_000,
-        )
+        missing = missing_topics(settings.kafka_bootstrap, list(topics.values()))
+        producer = open_producer(settings.kafka_bootstrap)
     except KafkaError:
         typer.echo(f"Kafka is not reachable at {settings.kafka_bootstrap}: run `make up` first.")
         raise typer.Exit(2) from None
+    if missing:
+        producer.close()
+        typer.echo(
+            f"Topic {', '.join(missing)} does not exist on {settings.kafka_bootstrap} "
+            "(the broker does not create topics on first use): create it, or pass "
+            "--trades-topic/--reference-topic with an existing one."
+        )
+        raise typer.Exit(2)
     simulator = MarketSimulator(
         symbols=symbols,
         seed=seed,
@@ -230,29 +295,21 @@ def main(
         malformed_fraction=malformed_fraction,
         late_by_ms=late_by_ms,
     )
-    topics = {"trades": trades_topic, "references": reference_topic}
     live = rate > 0 and not start_ms
     first_ms = start_ms or int(time.time() * 1000)
     clock = (lambda: int(time.time() * 1000)) if live else None
-    report = SendReport()
-    started = time.monotonic()
+    report, started = SendReport(), time.monotonic()
     try:
-        for n, message in enumerate(simulator.messages(first_ms, clock, step_ms), start=1):
-            producer.send(topics[message.topic], key=message.key, value=message.value)
-            report.add(message)
-            if count and n >= count:
-                break
-            elapsed = time.monotonic() - started
-            if duration and elapsed >= duration:
-                break
-            if rate > 0:
-                delay = n / rate - elapsed
-                if delay > 0:
-                    time.sleep(delay)
-    except KeyboardInterrupt:
-        pass
+        send_all(
+            producer,
+            simulator.messages(first_ms, clock, step_ms),
+            topics,
+            report,
+            count=count,
+            duration=duration,
+            rate=rate,
+        )
     finally:
-        producer.flush()
         producer.close()
         print(json.dumps(report.as_dict(time.monotonic() - started)), flush=True)
 

@@ -1,6 +1,7 @@
 """`up` fails with one clear sentence, and leaves nothing running behind."""
 
 import socket
+import subprocess
 import sys
 
 import psutil
@@ -8,8 +9,8 @@ import pytest
 
 from infra.base import Service
 from lakehouse import platform
-from lakehouse.settings import Settings
-from tests.conftest import run_cli
+from lakehouse.settings import PROJECT_ROOT, Settings
+from tests.conftest import TEST_ENV, run_cli
 
 
 class SleepService(Service):
@@ -92,3 +93,31 @@ def test_cli_logs_of_unknown_service_is_a_clear_error():
     result = run_cli("logs", "no-such-service")
     assert result.returncode == 2
     assert "no service named 'no-such-service'" in result.stdout
+
+
+@pytest.mark.services
+def test_producer_to_a_missing_topic_says_which_in_one_sentence(platform):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "producers.market",
+            "--count",
+            "10",
+            "--rate",
+            "0",
+            "--trades-topic",
+            "no-such-trades",
+            "--reference-topic",
+            "no-such-info",
+        ],
+        env=TEST_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT_ROOT,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Topic no-such-trades, no-such-info does not exist" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr

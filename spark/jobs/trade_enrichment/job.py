@@ -124,6 +124,22 @@ def enrich_bucket(
         yield result.output[list(OUTPUT_SCHEMA.fieldNames())]
 
 
+def bucketed_events(
+    trades: DataFrame,
+    references: DataFrame,
+    *,
+    buckets: int = DEFAULT_BUCKETS,
+    watermark: str = DEFAULT_WATERMARK,
+) -> DataFrame:
+    """The union with its watermark, event time in ms and the symbol's hash bucket."""
+    return (
+        union_events(trades, references)
+        .withWatermark("event_time", watermark)
+        .withColumn("event_time_ms", F.unix_millis("event_time"))
+        .withColumn("bucket", F.pmod(F.xxhash64("symbol"), F.lit(buckets)))
+    )
+
+
 def transform(
     trades: DataFrame,
     references: DataFrame,
@@ -131,12 +147,7 @@ def transform(
     buckets: int = DEFAULT_BUCKETS,
     watermark: str = DEFAULT_WATERMARK,
 ) -> DataFrame:
-    events = (
-        union_events(trades, references)
-        .withWatermark("event_time", watermark)
-        .withColumn("event_time_ms", F.unix_millis("event_time"))
-        .withColumn("bucket", F.pmod(F.xxhash64("symbol"), F.lit(buckets)))
-    )
+    events = bucketed_events(trades, references, buckets=buckets, watermark=watermark)
     return events.groupBy("bucket").applyInPandasWithState(
         enrich_bucket,
         OUTPUT_SCHEMA,
