@@ -1,11 +1,11 @@
 """Every 5 minutes: new silver trades into the Postgres serving tables, exactly once.
 
-Runs spark/jobs/postgres_sync.py through the apache-spark provider. It reads the Delta
-versions added since the last sync (change data feed: OPTIMIZE commits carry no rows),
-and per version range, in one Postgres transaction, COPYs into a staging table, inserts
-new trades (ON CONFLICT DO NOTHING), recomputes the touched one-minute bars and stores the
-synced version. Re-running changes nothing. A run that found nothing new is marked
-skipped, so it does not trigger `analytics_dbt`.
+Runs lakehouse/serving_sync.py (delta-rs and psycopg, no JVM). It reads the Delta versions
+added since the last sync (change data feed: OPTIMIZE commits carry no rows), and per
+version range, in one Postgres transaction, COPYs the new trades in (or merges a range
+that deleted or changed rows), updates the touched one-minute bars and stores the synced
+version. Re-running changes nothing. A run that found nothing new is marked skipped, so it
+does not trigger `analytics_dbt`.
 """
 
 from __future__ import annotations
@@ -33,16 +33,10 @@ def postgres_sync():
     def sync() -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from lakehouse import spark_submit
-        from lakehouse.orchestration import task_settings
+        from lakehouse import serving_sync
 
         params = get_current_context()["params"]
-        args = ["--max-versions", str(params["max_versions"])]
-        if params["namespace"]:
-            args += ["--namespace", params["namespace"]]
-        report = spark_submit.run_with_report(
-            task_settings(), "spark.jobs.postgres_sync", "postgres_sync", args
-        )
+        report = serving_sync.run(params["namespace"], params["max_versions"])
         if not (report["rows_inserted"] or report["rows_deleted"]):
             # Skipped: no Asset event, so dbt does not rebuild for nothing.
             raise AirflowSkipException(f"nothing new to sync: {report}")

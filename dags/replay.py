@@ -45,14 +45,9 @@ def replay():
 
     @task(execution_timeout=timedelta(minutes=30))
     def sync_serving() -> dict:
-        from lakehouse import spark_submit
-        from lakehouse.orchestration import task_settings
+        from lakehouse import serving_sync
 
-        namespace = get_current_context()["params"]["namespace"]
-        args = ["--namespace", namespace] if namespace else []
-        return spark_submit.run_with_report(
-            task_settings(), "spark.jobs.postgres_sync", "postgres_sync", args
-        )
+        return serving_sync.run(get_current_context()["params"]["namespace"])
 
     @task(execution_timeout=timedelta(minutes=30))
     def refresh_marts() -> None:

@@ -145,6 +145,18 @@ class Settings(BaseSettings):
         """Root of the lake as Spark sees it (S3A)."""
         return f"s3a://{self.s3_bucket}"
 
+    @property
+    def lake_storage_options(self) -> dict[str, str]:
+        """The S3 server for delta-rs (object_store): path-style requests over plain HTTP."""
+        return {
+            "AWS_ENDPOINT_URL": self.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": self.s3_access_key or "",
+            "AWS_SECRET_ACCESS_KEY": self.s3_secret_key or "",
+            "AWS_REGION": self.s3_region,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
+        }
+
     def postgres_dsn(self, database: str | None = None, *, dashboard: bool = False) -> str:
         user, password = (
             (self.dashboard_user, self.dashboard_password)

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from delta.tables import DeltaTable
 
+from lakehouse import serving_sync
 from lakehouse.registry import STREAM_JOBS
+from lakehouse.serving_sync import serving_schema
 from lakehouse.supervision import connect, read_state
-from spark.jobs.postgres_sync import serving_schema, sync
 from spark.maintenance import files_per_partition, optimize_closed_partitions
 from tests.conftest import airflow_dags_test, run_cli
 from tests.market import (
@@ -64,7 +65,7 @@ def test_sync_follows_silver_exactly_once_and_a_replay_changes_nothing(spark, pl
     send_sentinel(platform, layout, START_MS + 24 * 3600 * 1000)
     run_once(layout)
 
-    # The sync DAG, through Airflow and spark-submit: Postgres level with silver, bars too.
+    # The sync DAG, through Airflow: Postgres level with silver, bars too.
     airflow_dags_test(platform, "postgres_sync", {"namespace": namespace})
     silver = check_silver(spark, layout, first["trades"])
     trades, bars, (version, synced) = serving(platform, schema)
@@ -73,14 +74,14 @@ def test_sync_follows_silver_exactly_once_and_a_replay_changes_nothing(spark, pl
     assert_bars_match(bars, silver)
 
     # Again: nothing changes.
-    sync(spark, platform, silver_path, schema, max_versions=100)
+    serving_sync.run(namespace)
     assert serving(platform, schema)[2] == (version, synced)
 
     # New data: only the new rows arrive.
     second = produce(layout, count=2000, seed=32, start_ms=START_MS + 2 * 24 * 3600 * 1000)
     send_sentinel(platform, layout, START_MS + 3 * 24 * 3600 * 1000)
     run_once(layout)
-    sync(spark, platform, silver_path, schema, max_versions=100)
+    serving_sync.run(namespace)
     sent = {k: first[k] + second[k] for k in ("trades", "duplicates")}
     silver = check_silver(spark, layout, sent["trades"])
     trades, bars, (version, synced) = serving(platform, schema)
@@ -92,7 +93,7 @@ def test_sync_follows_silver_exactly_once_and_a_replay_changes_nothing(spark, pl
     # version without data change; the sync moves past it and adds no row.
     assert max(files_per_partition(spark, silver_path, "event_date", TODAY).values()) > 1
     assert optimize_closed_partitions(spark, silver_path, "event_date", TODAY)["files_removed"]
-    sync(spark, platform, silver_path, schema, max_versions=100)
+    serving_sync.run(namespace)
     trades_after, _, (version_after, synced_before) = serving(platform, schema)
     assert version_after > version
     assert synced_before == synced and len(trades_after) == len(silver)

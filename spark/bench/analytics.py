@@ -34,10 +34,18 @@ FROM delta_scan('{path}') GROUP BY 1, 2
 """
 
 
-def write_lake(spark: SparkSession, root: Path, rows: int, symbols: int) -> None:
-    """Silver trades shaped like the pipeline's, plus an empty quarantine table."""
+def silver_trades(spark: SparkSession, rows: int, symbols: int, day: int = 0):
+    """Silver-shaped trades; `day` shifts their time by days and gives them their own ids."""
     sectors = F.array(*[F.lit(s) for s in SECTORS])
-    trades = generate_trades(spark, rows, symbols, seed=3).select(
+    trades = generate_trades(spark, rows, symbols, seed=3)
+    if day:
+        trades = trades.withColumns(
+            {
+                "trade_id": F.concat(F.lit(f"d{day}-"), "trade_id"),
+                "event_time": F.col("event_time") + F.make_interval(days=F.lit(day)),
+            }
+        )
+    return trades.select(
         "trade_id",
         "symbol",
         "event_time",
@@ -52,7 +60,11 @@ def write_lake(spark: SparkSession, root: Path, rows: int, symbols: int) -> None
         "kafka_offset",
         F.current_timestamp().alias("enriched_at"),
     )
-    trades.write.format("delta").partitionBy("event_date").save(
+
+
+def write_lake(spark: SparkSession, root: Path, rows: int, symbols: int) -> None:
+    """Silver trades shaped like the pipeline's, plus an empty quarantine table."""
+    silver_trades(spark, rows, symbols).write.format("delta").partitionBy("event_date").save(
         str(root / "silver" / "trades_enriched")
     )
     layout = MarketLayout("t", "r", str(root), root / "checkpoints")
