@@ -13,7 +13,7 @@
 {%- if incremental %}
     {%- set bound = run_query(
         "select strftime(coalesce(max(bar_start), timestamp '1970-01-01') - interval '"
-        ~ var('bars_lookback', '1 hour') ~ "', '%Y-%m-%d %H:%M:%S') from " ~ this
+        ~ var('bars_lookback', '10 minutes') ~ "', '%Y-%m-%d %H:%M:%S') from " ~ this
     ).columns[0].values()[0] %}
 {%- endif %}
 with bars as (
