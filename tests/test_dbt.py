@@ -38,8 +38,10 @@ def lake(platform):
 
 @pytest.fixture(scope="module")
 def built(platform, lake):
-    """`dbt build` over that lake, once for the module (the dashboard test reads its marts)."""
-    return run_dbt(platform, ["build"], lake_root=lake.lake_root, capture=True)
+    """`dbt build` over that lake, once for the module (the dashboard test reads its marts).
+    A full refresh: the platform's DuckDB file may hold incremental marts of an earlier
+    run's lake."""
+    return run_dbt(platform, ["build", "--full-refresh"], lake_root=lake.lake_root, capture=True)
 
 
 def test_dbt_build_passes_and_bars_match_the_silver_trades(platform, spark, lake, built):
