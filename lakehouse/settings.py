@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # Every commit with txnAppId (all streaming writes) rebuilds it, and on small streaming
     # tables 50 tiny tasks cost seconds per micro-batch; raise it for tables with huge logs.
     spark_delta_snapshot_partitions: int = 2
+    # Shuffle partitions, and so the state store partitions of a stateful query when its
+    # checkpoint is created (an existing checkpoint keeps its own number).
+    spark_shuffle_partitions: int = 8
     spark_worker_cores: int = 2
     spark_worker_memory: str = "2g"
     airflow_parallelism: int = 4

@@ -42,7 +42,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.bindAddress": settings.bind_host,
         "spark.ui.showConsoleProgress": "false",
         "spark.log.level": "WARN",
-        "spark.sql.shuffle.partitions": "8",
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
         "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
@@ -51,6 +51,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
         "spark.databricks.delta.snapshotPartitions": str(settings.spark_delta_snapshot_partitions),
         "spark.pyspark.python": sys.executable,
+        # pyspark's own applyInPandasWithState serializer trips a pandas FutureWarning on
+        # every call; it would fill the stream logs.
+        "spark.executorEnv.PYTHONWARNINGS": "ignore::FutureWarning:pyspark.sql.pandas.serializers",
         "spark.pyspark.driver.python": sys.executable,
         "spark.executorEnv.PYTHONPATH": os.pathsep.join(sys.path),
         # S3A against a non-AWS server on loopback (ARCHITECTURE.md §2).
