@@ -147,8 +147,7 @@ def extract(settings: Settings, path: str, after: int | None, upto: int) -> pa.T
     """COLUMNS + `deleted` of the versions (after, upto]; the snapshot when after is None."""
     if after is None:
         snapshot = open_table(settings, path, upto).to_pyarrow_dataset()
-        rows = snapshot.to_table(columns=list(COLUMNS))
-        return rows.append_column("deleted", pa.array([False] * rows.num_rows, pa.bool_()))
+        return _inserted(snapshot.to_table(columns=list(COLUMNS)))
     changes = (
         open_table(settings, path)
         .load_cdf(
@@ -159,6 +158,12 @@ def extract(settings: Settings, path: str, after: int | None, upto: int) -> pa.T
         .read_all()
     )
     return last_change_per_trade(_plain_strings(pa.table(changes)))
+
+
+def _inserted(rows: pa.Table) -> pa.Table:
+    """COLUMNS of rows that are new, with `deleted` false."""
+    rows = rows.select(list(COLUMNS))
+    return rows.append_column("deleted", pa.repeat(pa.scalar(False), rows.num_rows))
 
 
 def _plain_strings(table: pa.Table) -> pa.Table:
@@ -181,8 +186,7 @@ def last_change_per_trade(changes: pa.Table) -> pa.Table:
     only_inserts = pc.all(pc.equal(change_types, "insert")).as_py()
     if only_inserts is not False and pc.count_distinct(trade_ids).as_py() == len(trade_ids):
         # The usual range: new trades only, each once. Nothing to reduce.
-        rows = changes.select(list(COLUMNS))
-        return rows.append_column("deleted", pa.array([False] * rows.num_rows, pa.bool_()))
+        return _inserted(changes)
 
     with duckdb.connect() as con:
         con.register("changes", changes)
