@@ -97,6 +97,10 @@ def health_page() -> None:
         hide_index=True,
     )
     st.subheader("Streams (last micro-batch of each query)")
+    st.caption(
+        "kafka_records_behind: records waiting in Kafka after the last batch;"
+        " event_time_lag: how far the watermark trails the clock."
+    )
     streams = queries.stream_health(settings) if services.get("postgres") else None
     if streams is None or streams.empty:
         st.info("No streaming query has recorded a batch yet.")

@@ -83,10 +83,15 @@ def quarantine_counts(con) -> pd.DataFrame:
 
 
 def stream_health(settings: Settings) -> pd.DataFrame:
-    """Per streaming query: its last batch, rows/s, watermark and late drops."""
+    """Per streaming query: its last batch, rows/s, lag and late drops.
+
+    Lag two ways: the records still waiting in Kafka after the last batch (Kafka sources
+    only), and how far event time (the watermark) trails the wall clock.
+    """
     sql = """
         SELECT DISTINCT ON (query_id) query_name, query_id, batch_id AS last_batch,
-               batch_time AS last_batch_time, processed_rows_per_s, watermark,
+               batch_time AS last_batch_time, processed_rows_per_s,
+               kafka_records_behind, now() - watermark AS event_time_lag, watermark,
                now() - batch_time AS since_last_batch,
                sum(rows_dropped_by_watermark) OVER (PARTITION BY query_id) AS late_rows_dropped
         FROM stream_progress

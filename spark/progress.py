@@ -1,7 +1,8 @@
 """Every micro-batch's progress, kept in Postgres: health, throughput and counted drops.
 
 A StreamingQueryListener in the driver writes one row per (query id, batch id): rows in,
-rows/s, duration, watermark and the rows the watermark dropped. The query id is stable
+rows/s, duration, watermark, the rows the watermark dropped and, for Kafka sources, how many
+records were still waiting in Kafka after the batch (the consumer lag). The query id is stable
 across restarts of the same checkpoint, and a batch replayed after a crash overwrites its
 row, so sums over the table count every batch once. Supervision (Airflow) and the
 dashboard's health page read this table; a failed write is logged, never fatal.
@@ -9,6 +10,7 @@ dashboard's health page read this table; a failed write is logged, never fatal.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -34,24 +36,28 @@ CREATE TABLE IF NOT EXISTS stream_progress (
     watermark timestamptz,
     rows_dropped_by_watermark bigint NOT NULL,
     state_rows bigint,
+    kafka_records_behind bigint,
     recorded_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (query_id, batch_id)
-)
+);
+-- Tables made before the lag column existed.
+ALTER TABLE stream_progress ADD COLUMN IF NOT EXISTS kafka_records_behind bigint;
 """
 UPSERT = """
 INSERT INTO stream_progress (query_id, batch_id, query_name, run_id, batch_time, input_rows,
     input_rows_per_s, processed_rows_per_s, duration_ms, watermark,
-    rows_dropped_by_watermark, state_rows)
+    rows_dropped_by_watermark, state_rows, kafka_records_behind)
 VALUES (%(query_id)s, %(batch_id)s, %(query_name)s, %(run_id)s, %(batch_time)s,
     %(input_rows)s, %(input_rows_per_s)s, %(processed_rows_per_s)s, %(duration_ms)s,
-    %(watermark)s, %(rows_dropped_by_watermark)s, %(state_rows)s)
+    %(watermark)s, %(rows_dropped_by_watermark)s, %(state_rows)s, %(kafka_records_behind)s)
 ON CONFLICT (query_id, batch_id) DO UPDATE SET
     run_id = EXCLUDED.run_id, batch_time = EXCLUDED.batch_time,
     input_rows = EXCLUDED.input_rows, input_rows_per_s = EXCLUDED.input_rows_per_s,
     processed_rows_per_s = EXCLUDED.processed_rows_per_s,
     duration_ms = EXCLUDED.duration_ms, watermark = EXCLUDED.watermark,
     rows_dropped_by_watermark = EXCLUDED.rows_dropped_by_watermark,
-    state_rows = EXCLUDED.state_rows, recorded_at = now()
+    state_rows = EXCLUDED.state_rows, kafka_records_behind = EXCLUDED.kafka_records_behind,
+    recorded_at = now()
 """
 
 
@@ -59,6 +65,42 @@ def _timestamp(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _kafka_offsets(text: str | None) -> dict[tuple[str, str], int] | None:
+    """{(topic, partition): offset} from a Kafka source's offset JSON; None for other sources
+    (a Delta source's offset is one flat object, and Spark writes "None" when it has none)."""
+    try:
+        parsed = json.loads(text) if text else None
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(parsed, dict) or not parsed:
+        return None
+    offsets = {}
+    for topic, partitions in parsed.items():
+        if not isinstance(partitions, dict):
+            return None
+        for partition, offset in partitions.items():
+            if not isinstance(offset, int):
+                return None
+            offsets[(topic, partition)] = offset
+    return offsets
+
+
+def kafka_records_behind(sources: list[dict]) -> int | None:
+    """Records in Kafka that the query had not read when its batch ended: per partition the
+    latest offset minus the batch's end offset, summed over every Kafka source. None when
+    the query reads no Kafka source or Spark did not report the latest offsets. Pure."""
+    behind = None
+    for source in sources:
+        end = _kafka_offsets(source.get("endOffset"))
+        latest = _kafka_offsets(source.get("latestOffset"))
+        if end is None or latest is None:
+            continue
+        behind = (behind or 0) + sum(
+            max(0, offset - end.get(partition, 0)) for partition, offset in latest.items()
+        )
+    return behind
 
 
 def progress_row(progress: dict) -> dict:
@@ -79,6 +121,7 @@ def progress_row(progress: dict) -> dict:
             op.get("numRowsDroppedByWatermark", 0) for op in operators
         ),
         "state_rows": sum(op.get("numRowsTotal", 0) for op in operators) if operators else None,
+        "kafka_records_behind": kafka_records_behind(progress.get("sources") or []),
     }
 
 

@@ -137,15 +137,29 @@ def expected_enrichment(trades: pd.DataFrame, references: pd.DataFrame) -> pd.Da
     return merged.set_index("trade_id")[["company_name", "sector"]].sort_index()
 
 
+def query_id(layout: MarketLayout, query: str) -> str:
+    return json.loads((Path(layout.checkpoint(query)) / "metadata").read_text())["id"]
+
+
 def recorded_progress(platform, layout: MarketLayout, query: str) -> tuple[int, int, int]:
     """(batches, input rows, rows dropped by the watermark) the progress listener stored."""
-    query_id = json.loads((Path(layout.checkpoint(query)) / "metadata").read_text())["id"]
     with psycopg.connect(platform.postgres_dsn()) as conn:
         return conn.execute(
             "SELECT count(*), sum(input_rows), sum(rows_dropped_by_watermark)"
             " FROM stream_progress WHERE query_id = %s",
-            (query_id,),
+            (query_id(layout, query),),
         ).fetchone()
+
+
+def recorded_kafka_lag(platform, layout: MarketLayout, query: str) -> list[int | None]:
+    """The Kafka records behind after each batch, in batch order, as the listener stored."""
+    with psycopg.connect(platform.postgres_dsn()) as conn:
+        rows = conn.execute(
+            "SELECT kafka_records_behind FROM stream_progress WHERE query_id = %s"
+            " ORDER BY batch_id",
+            (query_id(layout, query),),
+        ).fetchall()
+    return [lag for (lag,) in rows]
 
 
 def check_silver(spark, layout: MarketLayout, expected_trades: int) -> pd.DataFrame:

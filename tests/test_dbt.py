@@ -11,6 +11,7 @@ import pytest
 
 from lakehouse.analytics import DBT_PROJECT, run_dbt
 from spark.jobs.market_layout import MarketLayout
+from tests.market import query_id
 from tests.test_market_pipeline import START_MS, produce, run_once, send_sentinel, table
 
 pytestmark = [pytest.mark.services, pytest.mark.spark, pytest.mark.slow]
@@ -104,6 +105,18 @@ def test_dashboard_shows_the_chosen_tickers_bars(platform, built):
     second = candles()
     assert second["name"] == other
     assert second["close"] != first["close"]
+
+
+def test_health_page_reads_each_streams_lag_through_the_read_only_role(platform, lake):
+    from dashboard.queries import stream_health
+
+    health = stream_health(platform).set_index("query_id")
+    bronze = health.loc[query_id(lake, "market_bronze")]
+    enrichment = health.loc[query_id(lake, "trades_enrichment")]
+    assert bronze["kafka_records_behind"] == 0  # `--once` read Kafka to its end
+    assert pd.isna(enrichment["kafka_records_behind"])  # it reads bronze (Delta), not Kafka
+    assert pd.notna(enrichment["event_time_lag"]) and pd.notna(enrichment["watermark"])
+    assert enrichment["last_batch"] >= 1
 
 
 @pytest.mark.skipif(

@@ -18,6 +18,7 @@ from tests.market import (
     START_MS,
     check_silver,
     produce,
+    recorded_kafka_lag,
     recorded_progress,
     run_once,
     send_reference,
@@ -104,6 +105,11 @@ def test_killed_driver_restarts_from_its_checkpoint_without_loss_or_duplicates(
         driver.wait(30)
     run_once(layout)
 
+    # The consumer lag the health page shows: batches of 700 left records in Kafka, and the
+    # drain after the restart read up to the end.
+    lag = recorded_kafka_lag(platform, layout, "market_bronze")
+    assert lag[0] is not None and lag[0] > 0
+    assert lag[-1] == 0
     bronze = table(spark, layout, "bronze_trades")
     assert len(bronze) == sent["trades"]
     assert not bronze.duplicated(["kafka_topic", "kafka_partition", "kafka_offset"]).any()

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from spark.progress import progress_row
+from spark.progress import kafka_records_behind, progress_row
 
 PROGRESS = {
     "id": "6f1c0f5e-0000-4000-8000-000000000001",
@@ -37,3 +37,33 @@ def test_a_stateless_query_has_no_state_rows_and_no_drops():
     assert row["state_rows"] is None
     assert row["rows_dropped_by_watermark"] == 0
     assert row["watermark"] is None
+
+
+KAFKA_SOURCE = {
+    "description": "KafkaV2[Subscribe[stock-trades, stock-info]]",
+    "endOffset": '{"stock-trades":{"0":100,"1":250},"stock-info":{"0":7}}',
+    "latestOffset": '{"stock-trades":{"0":130,"1":250},"stock-info":{"0":9}}',
+}
+DELTA_SOURCE = {
+    "description": "DeltaSource[s3a://lakehouse/bronze/trades]",
+    "endOffset": '{"sourceVersion":1,"reservoirVersion":12,"index":-1}',
+    "latestOffset": '{"sourceVersion":1,"reservoirVersion":14,"index":-1}',
+}
+
+
+def test_kafka_lag_sums_every_partition_behind_the_latest_offset():
+    row = progress_row({**PROGRESS, "sources": [KAFKA_SOURCE]})
+    assert row["kafka_records_behind"] == 30 + 0 + 2
+
+
+def test_kafka_lag_counts_a_partition_the_batch_never_read():
+    source = {**KAFKA_SOURCE, "latestOffset": '{"stock-trades":{"0":100,"1":250,"2":40}}'}
+    assert kafka_records_behind([source]) == 40
+
+
+def test_a_query_without_kafka_sources_or_latest_offsets_has_no_kafka_lag():
+    assert kafka_records_behind([DELTA_SOURCE]) is None
+    assert kafka_records_behind([{**KAFKA_SOURCE, "latestOffset": "None"}]) is None
+    assert progress_row(PROGRESS)["kafka_records_behind"] is None
+    # A Kafka source beside a Delta source: only the Kafka one counts.
+    assert kafka_records_behind([DELTA_SOURCE, KAFKA_SOURCE]) == 32
