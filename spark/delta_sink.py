@@ -20,9 +20,16 @@ def writer_lock(writer: str) -> threading.Lock:
 
 @contextmanager
 def persisted(df: DataFrame) -> Iterator[DataFrame]:
-    """Keep a micro-batch cached while several writes read it, then release it."""
+    """Keep a micro-batch cached while several writes read it, then release it.
+
+    Computed here, not by the first write: when a batch is replayed after a crash, Delta
+    skips writes it already committed without running their plan, and then the stateful
+    operator would not run either. Spark takes the next watermark and the late-row counts
+    from this execution; the enrichment releases trades on the strength of that watermark.
+    """
     df.persist()
     try:
+        df.count()
         yield df
     finally:
         df.unpersist()

@@ -121,3 +121,18 @@ def test_producer_to_a_missing_topic_says_which_in_one_sentence(platform):
     assert result.returncode == 2
     assert "Topic no-such-trades, no-such-info does not exist" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_pipeline_with_a_bad_watermark_delay_says_so_in_one_sentence():
+    result = subprocess.run(
+        [sys.executable, "-m", "spark.jobs.market_pipeline", "--watermark", "ten seconds"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
+        env=TEST_ENV,
+    )
+    assert result.returncode == 2
+    words = " ".join(result.stderr.replace("│", " ").split())  # typer boxes and wraps it
+    assert "watermark delay 'ten seconds' is not a duration such as '10 seconds'" in words
+    assert "Traceback" not in result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pandas as pd
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from spark.jobs.trade_enrichment.state import (
@@ -99,6 +99,25 @@ def test_trades_wait_until_the_watermark_passes_them():
     assert second.next_timeout_ms == 2000
 
 
+def test_with_the_delay_known_trades_leave_in_their_own_batch():
+    batch = frame(
+        reference("ABC", 500, "Co"),
+        trade("t1", "ABC", 1000),
+        trade("t2", "ABC", 1995),
+        reference("ABC", 2000, "New Co"),
+    )
+    # The next watermark is at least 2000 - 10: t1 can leave now, t2 waits for it.
+    first = step(empty_state(), batch, 0, delay_ms=10)
+    assert list(first.output["trade_id"]) == ["t1"]
+    assert first.output["company_name"].item() == "Co"
+    assert list(first.state.trades["trade_id"]) == ["t2"] and first.next_timeout_ms == 1995
+    # A reference t1 would have taken arrives with the next batch: late by then, unused.
+    second = step(first.state, frame(reference("ABC", 999, "Too Late Co")), 1990, delay_ms=10)
+    assert list(second.output["status"]) == ["late_reference"]
+    final = step(second.state, empty_input(), 2000, delay_ms=10)
+    assert by_status(final.output, "enriched").loc["t2", "company_name"] == "Co"
+
+
 def test_duplicates_within_a_batch_and_against_held_trades():
     first = step(empty_state(), frame(trade("t1", "A", 1000), trade("t1", "A", 1000)), 0)
     assert list(first.output["status"]) == ["duplicate"]
@@ -165,7 +184,7 @@ events = st.lists(
     st.tuples(
         st.sampled_from(["trade", "reference"]),
         st.sampled_from(["AA", "BB", "CC"]),
-        st.integers(1000, 1200),
+        st.integers(1000, 1015),
         st.integers(0, 40),  # trade id: small range, so duplicates happen
     ),
     min_size=1,
@@ -188,28 +207,70 @@ def arrivals(events: list[tuple]) -> tuple[list[dict], dict[str, dict]]:
     return rows, first_copy
 
 
+BUCKET_OF = {"AA": 0, "BB": 1, "CC": 1}  # two groups, as the job's symbol hash buckets
+
+
 @settings(max_examples=200, deadline=None)
-@given(events=events, cuts=st.lists(st.integers(0, 120), max_size=6), delay=st.integers(0, 60))
-def test_matches_the_oracle_under_any_arrival_order(events, cuts, delay):
+# At the release bound exactly (a trade `delay` behind its batch's newest row must wait):
+# a re-sent copy in the next batch, and a reference at the trade's own time.
+@example(
+    events=[("trade", "AA", 1000, 0), ("trade", "AA", 1005, 1), ("trade", "AA", 1000, 0)],
+    cuts=[2],
+    delay=5,
+    early=True,
+)
+@example(
+    events=[
+        ("reference", "AA", 1000, 0),
+        ("trade", "AA", 1003, 1),
+        ("trade", "AA", 1008, 2),
+        ("reference", "AA", 1003, 0),
+    ],
+    cuts=[3],
+    delay=5,
+    early=True,
+)
+@given(
+    events=events,
+    cuts=st.lists(st.integers(0, 120), max_size=6),
+    delay=st.integers(0, 8),
+    early=st.booleans(),
+)
+def test_matches_the_oracle_under_any_arrival_order(events, cuts, delay, early):
+    """A simulated query: batches of arrivals, two buckets each called as Spark calls a
+    group (rows of its own, or a held trade's timeout passed), and one global watermark
+    that advances as Spark's does. With `early` the function knows the delay."""
     rows, first_copy = arrivals(events)
     bounds = sorted({0, len(rows), *[c for c in cuts if c < len(rows)]})
     batches = [rows[a:b] for a, b in itertools.pairwise(bounds)]
 
-    state, watermark, max_seen = empty_state(), 0, 0
+    states = {bucket: empty_state() for bucket in set(BUCKET_OF.values())}
+    timeouts: dict[int, int | None] = dict.fromkeys(states)
+    watermark, max_seen = 0, 0
     outputs, on_time_refs = [], []
     for batch_rows in batches:
         # Like Spark without EventTimeTimeout: nothing is filtered before the function.
         on_time_refs += [
             r for r in batch_rows if r["kind"] == "reference" and r["event_time_ms"] >= watermark
         ]
-        result = step(state_from_bytes(state_to_bytes(state)), frame(*batch_rows), watermark)
-        outputs.append(result.output)
-        state = result.state
+        for bucket, state in states.items():
+            own = [r for r in batch_rows if BUCKET_OF[r["symbol"]] == bucket]
+            timed_out = timeouts[bucket] is not None and timeouts[bucket] < watermark
+            if not own and not timed_out:
+                continue
+            result = step(
+                state_from_bytes(state_to_bytes(state)),
+                frame(*own),
+                watermark,
+                delay if early else None,
+            )
+            outputs.append(result.output)
+            states[bucket], timeouts[bucket] = result.state, result.next_timeout_ms
         max_seen = max([max_seen, *[r["event_time_ms"] for r in batch_rows]])
         watermark = max(watermark, max_seen - delay)
-    final = step(state, empty_input(), FLUSH_WATERMARK_MS)
-    output = pd.concat([*outputs, final.output], ignore_index=True)
-    assert final.state.trades.empty
+    finals = [step(state, empty_input(), FLUSH_WATERMARK_MS) for state in states.values()]
+    output = pd.concat([*outputs, *(f.output for f in finals)], ignore_index=True)
+    assert all(f.state.trades.empty for f in finals)
 
     trades_in = [r for r in rows if r["kind"] == "trade"]
     refs_in = [r for r in rows if r["kind"] == "reference"]

@@ -52,12 +52,24 @@ def summary(query) -> dict:
     }
 
 
+def _check_delay(value: str) -> str:
+    from spark.jobs.trade_enrichment.job import watermark_delay_ms
+
+    try:
+        watermark_delay_ms(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return value
+
+
 def main(
     once: bool = typer.Option(False, "--once", help="process what is available now, then exit"),
     interval: float = typer.Option(5.0, min=0.0, help="seconds between micro-batches"),
     master: str = typer.Option("", help="Spark master; default: the configured one"),
     buckets: int = typer.Option(16, min=1, help="symbol hash buckets of the stateful step"),
-    watermark: str = typer.Option("10 seconds", help="how late a reference or trade may be"),
+    watermark: str = typer.Option(
+        "10 seconds", help="how late a reference or trade may be", callback=_check_delay
+    ),
     max_offsets: int = typer.Option(0, min=0, help="Kafka records per micro-batch (0: all)"),
     namespace: str = typer.Option(
         "", help="run on isolated topics and tables suffixed with this (tests, replays)"

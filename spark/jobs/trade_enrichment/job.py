@@ -13,6 +13,7 @@ stage's quarantine, both with (query name, batch id) as Delta's idempotent trans
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -101,10 +102,29 @@ def union_events(trades: DataFrame, references: DataFrame) -> DataFrame:
     return trade_rows.unionByName(reference_rows)
 
 
+def watermark_delay_ms(delay: str) -> int:
+    """'10 seconds', '1 minute', 'interval 2 hours' (what withWatermark takes) in ms."""
+    text = delay.strip().lower().removeprefix("interval").strip()
+    try:
+        duration = pd.Timedelta(text) if text[:1].isdigit() and text[-1:].isalpha() else None
+    except ValueError:
+        duration = None
+    if duration is None or pd.isna(duration) or duration < pd.Timedelta(0):
+        raise ValueError(
+            f"watermark delay {delay!r} is not a duration such as '10 seconds' or '1 minute'"
+        )
+    return int(duration // pd.Timedelta(milliseconds=1))
+
+
 def enrich_bucket(
-    key: tuple, chunks: Iterator[pd.DataFrame], group_state: GroupState
+    key: tuple,
+    chunks: Iterator[pd.DataFrame],
+    group_state: GroupState,
+    delay_ms: int | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """applyInPandasWithState adapter: state blob <-> `state.step` <-> Spark timeouts."""
+    """applyInPandasWithState adapter: state blob <-> `state.step` <-> Spark timeouts.
+    Bind `delay_ms` (the query's watermark delay) so trades leave in the batch they arrive
+    in once the next watermark must pass them (state.py explains why that is exact)."""
     stored = (
         enrichment.state_from_bytes(group_state.get[0])
         if group_state.exists
@@ -112,7 +132,7 @@ def enrich_bucket(
     )
     chunks = [chunk for chunk in chunks if len(chunk)] or [enrichment.empty_input()]
     watermark = group_state.getCurrentWatermarkMs()
-    result = enrichment.step(stored, chunks, watermark)
+    result = enrichment.step(stored, chunks, watermark, delay_ms)
     if len(result.state):
         group_state.update((enrichment.state_to_bytes(result.state),))
         if result.next_timeout_ms is not None:
@@ -149,7 +169,7 @@ def transform(
 ) -> DataFrame:
     events = bucketed_events(trades, references, buckets=buckets, watermark=watermark)
     return events.groupBy("bucket").applyInPandasWithState(
-        enrich_bucket,
+        partial(enrich_bucket, delay_ms=watermark_delay_ms(watermark)),
         OUTPUT_SCHEMA,
         STATE_SCHEMA,
         "append",

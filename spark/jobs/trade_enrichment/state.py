@@ -9,10 +9,16 @@ Semantics:
   the greatest event time <= the trade's, ties broken by Kafka position (the later message
   wins). This is `pandas.merge_asof(..., direction="backward")`, vectorised over the bucket.
   A trade with no reference at or before its time keeps company_name/sector null.
-- **Trades wait for the watermark.** A trade leaves (status "enriched") only once
-  `event_time_ms < watermark`. By then every reference at or before its time that is not
-  itself late has arrived, so the answer does not depend on arrival order: it equals the
-  as-of join over the full reference history.
+- **Trades wait for the watermark.** A trade leaves (status "enriched") only once no
+  reference at or before its time can still arrive on time, so the answer does not depend
+  on arrival order: it equals the as-of join over the full reference history. That is
+  the case once `event_time_ms < watermark`, and, when the caller passes the watermark
+  delay, already in the batch where `event_time_ms < max event time of the batch - delay`:
+  Spark's next watermark is `max(watermark, max event time of the batch - delay)`, and the
+  batch's rows of this bucket are among those it takes the maximum of, so every reference
+  at or before such a trade arrives late from the next batch on. Most trades therefore
+  leave in the batch they arrive in and never touch the state store; only the last
+  `delay` of each batch's event time waits for the next one.
 - **Deduplication.** A trade whose trade_id equals a held trade's or an earlier row's of the
   same batch is output with status "duplicate" (the first occurrence wins; held rows come
   first). A copy arriving after its original left has the original's event time, below the
@@ -175,12 +181,28 @@ def _kept_references(references: pd.DataFrame, watermark_ms: int) -> pd.DataFram
     return _concat([latest_below, ordered[~below]])
 
 
+def release_bound(incoming: BucketState, watermark_ms: int, delay_ms: int | None) -> int:
+    """Trades with event time below this leave now: the watermark, or, with the delay known,
+    the least watermark the next batch can have (see the module's docstring)."""
+    if delay_ms is None:
+        return watermark_ms
+    newest = max(
+        (int(f["event_time_ms"].max()) for f in (incoming.trades, incoming.references) if len(f)),
+        default=None,
+    )
+    return watermark_ms if newest is None else max(watermark_ms, newest - delay_ms)
+
+
 def step(
-    state: BucketState, batch: pd.DataFrame | Sequence[pd.DataFrame], watermark_ms: int
+    state: BucketState,
+    batch: pd.DataFrame | Sequence[pd.DataFrame],
+    watermark_ms: int,
+    delay_ms: int | None = None,
 ) -> StepResult:
     """One micro-batch of one bucket (one frame or Spark's chunks of INPUT_COLUMNS).
 
-    Does not modify its arguments."""
+    `delay_ms` is the query's watermark delay; without it trades wait for the watermark
+    itself (a batch later). Does not modify its arguments."""
     incoming = _split([batch] if isinstance(batch, pd.DataFrame) else batch)
     late_refs = incoming.references["event_time_ms"].to_numpy() < watermark_ms
     references = _concat([state.references, incoming.references[~late_refs]])
@@ -189,7 +211,7 @@ def step(
     candidates = _concat([state.trades, incoming.trades[~arrived_late]])
     duplicate = candidates["trade_id"].duplicated(keep="first").to_numpy()
     unique = candidates[~duplicate]
-    ready = unique["event_time_ms"].to_numpy() < watermark_ms
+    ready = unique["event_time_ms"].to_numpy() < release_bound(incoming, watermark_ms, delay_ms)
     held = unique[~ready]
 
     parts = [
