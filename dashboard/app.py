@@ -37,7 +37,13 @@ def load_bars(symbol: str, width: str, hours: int):
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def load_overview():
     with queries.marts(settings) as con:
-        return queries.sectors(con), queries.top_movers(con), queries.quarantine_counts(con)
+        return queries.sectors(con), queries.top_movers(con)
+
+
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def load_quarantine():
+    with queries.marts(settings) as con:
+        return queries.quarantine_counts(con)
 
 
 def trends_page() -> None:
@@ -77,7 +83,7 @@ def live_chart(symbol: str, width: str, hours: int) -> None:
 def overview_page() -> None:
     st.title("Sectors and top movers")
     try:
-        sectors, movers, _ = load_overview()
+        sectors, movers = load_overview()
     except queries.NoData as empty:
         st.info(str(empty))
         return
@@ -108,8 +114,7 @@ def health_page() -> None:
         st.dataframe(streams, width="stretch", hide_index=True)
     st.subheader("Quarantined records by reason")
     try:
-        _, _, quarantine = load_overview()
-        st.dataframe(quarantine, hide_index=True)
+        st.dataframe(load_quarantine(), hide_index=True)
     except queries.NoData as empty:
         st.info(str(empty))
 

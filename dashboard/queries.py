@@ -78,7 +78,9 @@ def top_movers(con, limit: int = 10) -> pd.DataFrame:
 
 def quarantine_counts(con) -> pd.DataFrame:
     return _frame(
-        con, "SELECT reason, count(*) AS records FROM stg_quarantine GROUP BY 1 ORDER BY 2 DESC"
+        con,
+        "SELECT reason, records, last_seen_at FROM mart_quarantine_reasons"
+        " ORDER BY records DESC, reason",
     )
 
 
@@ -89,11 +91,12 @@ def stream_health(settings: Settings) -> pd.DataFrame:
     only), and how far event time (the watermark) trails the wall clock.
     """
     sql = """
-        SELECT DISTINCT ON (query_id) query_name, query_id, batch_id AS last_batch,
-               batch_time AS last_batch_time, processed_rows_per_s,
-               kafka_records_behind, now() - watermark AS event_time_lag, watermark,
-               now() - batch_time AS since_last_batch,
-               sum(rows_dropped_by_watermark) OVER (PARTITION BY query_id) AS late_rows_dropped
+        SELECT DISTINCT ON (query_id) query_name, batch_id AS last_batch,
+               batch_time AS last_batch_time, now() - batch_time AS since_last_batch,
+               processed_rows_per_s, kafka_records_behind,
+               now() - watermark AS event_time_lag,
+               sum(rows_dropped_by_watermark) OVER (PARTITION BY query_id) AS late_rows_dropped,
+               watermark, query_id
         FROM stream_progress
         ORDER BY query_id, batch_id DESC
     """

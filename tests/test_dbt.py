@@ -107,6 +107,18 @@ def test_dashboard_shows_the_chosen_tickers_bars(platform, built):
     assert second["close"] != first["close"]
 
 
+def test_dashboard_reads_quarantine_counts_from_the_marts_alone(platform, spark, lake, built):
+    """The health page's quarantine table, on the dashboard's own read-only connection
+    (no delta extension, no S3 keys), equals bronze's quarantine by reason."""
+    from dashboard import queries
+
+    assert built.returncode == 0
+    with queries.marts(platform) as con:
+        got = queries.quarantine_counts(con).set_index("reason")["records"].to_dict()
+    want = table(spark, lake, "quarantine_market")["reason"].value_counts().to_dict()
+    assert want and got == want
+
+
 def test_health_page_reads_each_streams_lag_through_the_read_only_role(platform, lake):
     from dashboard.queries import stream_health
 
