@@ -95,28 +95,25 @@ def test_cli_logs_of_unknown_service_is_a_clear_error():
     assert "no service named 'no-such-service'" in result.stdout
 
 
-@pytest.mark.services
-def test_producer_to_a_missing_topic_says_which_in_one_sentence(platform):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "producers.market",
-            "--count",
-            "10",
-            "--rate",
-            "0",
-            "--trades-topic",
-            "no-such-trades",
-            "--reference-topic",
-            "no-such-info",
-        ],
+def run_module(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m module args` against the test platform, as a user would type it."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
         env=TEST_ENV,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         cwd=PROJECT_ROOT,
         check=False,
+    )
+
+
+@pytest.mark.services
+def test_producer_to_a_missing_topic_says_which_in_one_sentence(platform):
+    result = run_module(
+        "producers.market",
+        *("--count", "10", "--rate", "0"),
+        *("--trades-topic", "no-such-trades", "--reference-topic", "no-such-info"),
     )
     assert result.returncode == 2
     assert "Topic no-such-trades, no-such-info does not exist" in result.stdout
@@ -124,14 +121,7 @@ def test_producer_to_a_missing_topic_says_which_in_one_sentence(platform):
 
 
 def test_pipeline_with_a_bad_watermark_delay_says_so_in_one_sentence():
-    result = subprocess.run(
-        [sys.executable, "-m", "spark.jobs.market_pipeline", "--watermark", "ten seconds"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=PROJECT_ROOT,
-        env=TEST_ENV,
-    )
+    result = run_module("spark.jobs.market_pipeline", "--watermark", "ten seconds")
     assert result.returncode == 2
     words = " ".join(result.stderr.replace("│", " ").split())  # typer boxes and wraps it
     assert "watermark delay 'ten seconds' is not a duration such as '10 seconds'" in words
