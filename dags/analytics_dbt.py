@@ -1,19 +1,40 @@
-"""`dbt build` over the lake whenever the serving sync or the lake maintenance updated it.
+"""`dbt build` over the lake whenever a pipeline's serving sync or lake maintenance updated
+its data: data-aware scheduling on each pipeline's assets, no clock, no polling.
 
-Data-aware scheduling on Airflow Assets: no clock, no polling; the marts (OHLCV, sectors,
-top movers) the dashboard reads are rebuilt after new data or a compaction.
+One DAG for all pipelines, one run at a time: the marts live in one DuckDB file, which
+takes one writer. A run builds the models of the pipelines whose assets triggered it (their
+declared dbt selector); a manual run builds everything.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, dag, get_current_context, task
 
-from lakehouse.orchestration import DAG_DEFAULTS, LAKE_COMPACTED_URI, SERVING_SYNCED_URI
+from lakehouse.orchestration import (
+    DAG_DEFAULTS,
+    dag_registry,
+    lake_maintained_uri,
+    serving_synced_uri,
+)
+
+ASSETS = [
+    Asset(uri(p.name))
+    for p in dag_registry().pipelines
+    if p.dbt_select
+    for uri in (serving_synced_uri, lake_maintained_uri)
+]
+
+
+def _any_of(assets: list[Asset]):
+    condition = assets[0]
+    for asset in assets[1:]:
+        condition = condition | asset
+    return condition
 
 
 @dag(
     dag_id="analytics_dbt",
-    schedule=(Asset(SERVING_SYNCED_URI) | Asset(LAKE_COMPACTED_URI)),
+    schedule=_any_of(ASSETS) if ASSETS else None,
     tags=["analytics", "dbt"],
     doc_md=__doc__,
     **DAG_DEFAULTS,
@@ -22,9 +43,17 @@ def analytics_dbt():
     @task
     def dbt_build() -> None:
         from lakehouse.analytics import build_marts
-        from lakehouse.orchestration import task_settings
+        from lakehouse.orchestration import pipeline_of_asset, task_settings
+        from lakehouse.registry import load_registry
 
-        print(build_marts(task_settings())[-20000:])
+        settings = task_settings()
+        registry = load_registry(settings)
+        events = get_current_context().get("triggering_asset_events") or {}
+        triggered = {pipeline_of_asset(getattr(asset, "uri", str(asset))) for asset in events}
+        selectors = [
+            p.dbt_select for p in registry.pipelines if p.dbt_select and p.name in triggered
+        ]
+        print(build_marts(settings, select=selectors or None)[-20000:])
 
     dbt_build()
 

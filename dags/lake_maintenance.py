@@ -1,10 +1,12 @@
-"""Daily OPTIMIZE of closed date partitions and VACUUM of every streaming table.
+"""Daily OPTIMIZE of closed date partitions and VACUUM of every streaming table, one task
+per registered streaming job.
 
-Single-writer rule (ARCHITECTURE.md §3): the work runs inside the streaming driver that
+Single-writer rule (docs/architecture.md): the work runs inside the streaming driver that
 owns each table, between its micro-batch commits, never beside it. This DAG files the
 requests in Postgres and waits for the driver's answers (lakehouse/maintenance.py).
 OPTIMIZE only touches date partitions closed for writes and skips those already compacted;
-VACUUM keeps `retention_hours` (7 days by default) with Delta's retention check on.
+VACUUM keeps `retention_hours` (7 days by default) with Delta's retention check on. Each
+task updates the maintained-lake asset of the pipelines its job hosts.
 """
 
 from __future__ import annotations
@@ -13,8 +15,15 @@ from datetime import timedelta
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from lakehouse.orchestration import DAG_DEFAULTS, LAKE_COMPACTED_URI
-from lakehouse.registry import STREAM_JOBS
+from lakehouse.orchestration import (
+    DAG_DEFAULTS,
+    dag_registry,
+    filter_param,
+    lake_maintained_uri,
+    namespace_param,
+)
+
+REGISTRY = dag_registry()
 
 
 @dag(
@@ -24,7 +33,8 @@ from lakehouse.registry import STREAM_JOBS
     doc_md=__doc__,
     **DAG_DEFAULTS,
     params={
-        "namespace": Param("", type="string", description="isolated run (tests); '' = live"),
+        "namespace": namespace_param(),
+        "jobs": filter_param("jobs"),
         "retention_hours": Param(168, type="number", minimum=0),
         "closed_after_hours": Param(1, type="number", minimum=0),
         "timeout_s": Param(3600, type="number", minimum=1),
@@ -32,23 +42,29 @@ from lakehouse.registry import STREAM_JOBS
     },
 )
 def lake_maintenance():
-    @task(outlets=[Asset(LAKE_COMPACTED_URI)], execution_timeout=timedelta(hours=2))
-    def maintain(job_name: str) -> list[dict]:
-        from lakehouse import maintenance
-        from lakehouse.orchestration import task_settings
+    for job in REGISTRY.jobs.values():
+        outlets = [Asset(lake_maintained_uri(p.name)) for p in job.pipelines]
 
-        params = get_current_context()["params"]
-        return maintenance.maintain_job(
-            task_settings(),
-            STREAM_JOBS[job_name],
-            params["namespace"],
-            retention_hours=float(params["retention_hours"]),
-            closed_after_hours=float(params["closed_after_hours"]),
-            timeout_s=float(params["timeout_s"]),
-            tables=list(params["tables"]),
-        )
+        @task(task_id=f"maintain_{job.name}", outlets=outlets, execution_timeout=timedelta(hours=2))
+        def maintain(job_name: str = job.name) -> list[dict]:
+            from lakehouse import maintenance
+            from lakehouse.orchestration import skip_unless_chosen, task_settings
+            from lakehouse.registry import load_registry
 
-    maintain.expand(job_name=sorted(STREAM_JOBS))
+            params = get_current_context()["params"]
+            skip_unless_chosen(job_name, params["jobs"])
+            settings = task_settings()
+            return maintenance.maintain_job(
+                settings,
+                load_registry(settings).job(job_name),
+                params["namespace"],
+                retention_hours=float(params["retention_hours"]),
+                closed_after_hours=float(params["closed_after_hours"]),
+                timeout_s=float(params["timeout_s"]),
+                tables=list(params["tables"]),
+            )
+
+        maintain()
 
 
 lake_maintenance()

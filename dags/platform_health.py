@@ -19,7 +19,7 @@ from lakehouse.orchestration import DAG_DEFAULTS
 def platform_health():
     @task
     def check() -> dict[str, bool]:
-        from lakehouse.health import check_services
+        from infra.health import check_services
         from lakehouse.orchestration import task_settings
 
         results = check_services(task_settings())

@@ -1,11 +1,12 @@
-"""Rebuild a silver table from bronze for event times from a given time (seed 003's replay).
+"""Rebuild a replayable table from its inputs for event times from a given time (e.g. the
+market's silver trades from bronze).
 
 Trigger it with config: `table` and `from_time` (ISO-8601, UTC when no offset is given).
 The owning stream is stopped for the replay and started again afterwards if it was meant
 to run; the replay covers what that stream had finished (up to its last watermark) and
 replaces the range in one Delta commit, so replaying twice gives the same rows. The
-serving tables then follow through the Postgres sync, and the dbt marts through a full
-refresh (the incremental one-minute bars only re-read recent trades otherwise).
+serving tables then follow through the Postgres sync, and the owning pipeline's dbt models
+through a full refresh (incremental models only re-read recent rows otherwise).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from lakehouse.orchestration import DAG_DEFAULTS
-from lakehouse.registry import REPLAYABLE_TABLES
+from lakehouse.orchestration import DAG_DEFAULTS, dag_registry, namespace_param
+
+REPLAYABLE = list(dag_registry().replayable)
 
 
 @dag(
@@ -25,11 +27,11 @@ from lakehouse.registry import REPLAYABLE_TABLES
     doc_md=__doc__,
     **DAG_DEFAULTS,
     params={
-        "table": Param(REPLAYABLE_TABLES[0], type="string", enum=list(REPLAYABLE_TABLES)),
+        "table": Param(REPLAYABLE[0] if REPLAYABLE else "", type="string", enum=REPLAYABLE),
         "from_time": Param(
             "2026-01-01T00:00:00Z", type="string", description="first event time to rebuild"
         ),
-        "namespace": Param("", type="string", description="isolated run (tests); '' = live"),
+        "namespace": namespace_param(),
     },
 )
 def replay():
@@ -46,19 +48,31 @@ def replay():
     @task(execution_timeout=timedelta(minutes=30))
     def sync_serving() -> dict:
         from lakehouse import serving_sync
+        from lakehouse.orchestration import task_settings
+        from lakehouse.registry import load_registry
 
-        return serving_sync.run(get_current_context()["params"]["namespace"])
+        params = get_current_context()["params"]
+        pipeline, _ = load_registry(task_settings()).owner(params["table"])
+        return serving_sync.run(pipeline.name, params["namespace"])
 
     @task(execution_timeout=timedelta(minutes=30))
     def refresh_marts() -> None:
         from lakehouse.analytics import build_marts
+        from lakehouse.layout import Layout
         from lakehouse.orchestration import task_settings
-        from spark.jobs.market_layout import MarketLayout
 
-        settings, namespace = task_settings(), get_current_context()["params"]["namespace"]
-        lake_root = MarketLayout.isolated(settings, namespace).lake_root if namespace else None
-        # Incremental marts only re-read recent trades: rebuild them from the whole lake.
-        print(build_marts(settings, full_refresh=True, lake_root=lake_root)[-20000:])
+        settings, params = task_settings(), get_current_context()["params"]
+        layout = Layout(settings, params["namespace"])
+        pipeline, _ = layout.registry.owner(params["table"])
+        if pipeline.dbt_select:
+            print(
+                build_marts(
+                    settings,
+                    full_refresh=True,
+                    lake_root=layout.lake_root,
+                    select=[pipeline.dbt_select],
+                )[-20000:]
+            )
 
     rebuild() >> sync_serving() >> refresh_marts()
 

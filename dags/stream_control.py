@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from lakehouse.orchestration import DAG_DEFAULTS
-from lakehouse.registry import STREAM_JOBS
+from lakehouse.orchestration import DAG_DEFAULTS, dag_registry, namespace_param
+
+JOBS = sorted(dag_registry().jobs)
 
 
 @dag(
@@ -21,9 +22,9 @@ from lakehouse.registry import STREAM_JOBS
     doc_md=__doc__,
     **DAG_DEFAULTS,
     params={
-        "job": Param(sorted(STREAM_JOBS)[0], type="string", enum=sorted(STREAM_JOBS)),
+        "job": Param(JOBS[0], type="string", enum=JOBS),
         "action": Param("start", type="string", enum=["start", "stop", "restart"]),
-        "namespace": Param("", type="string", description="isolated run (tests); '' = live"),
+        "namespace": namespace_param(),
     },
 )
 def stream_control():
@@ -31,9 +32,11 @@ def stream_control():
     def control() -> str:
         from lakehouse import supervision
         from lakehouse.orchestration import task_settings
+        from lakehouse.registry import load_registry
 
         params = get_current_context()["params"]
-        settings, job = task_settings(), STREAM_JOBS[params["job"]]
+        settings = task_settings()
+        job = load_registry(settings).job(params["job"])
         return supervision.control(settings, job, params["namespace"], params["action"])
 
     control()

@@ -11,7 +11,7 @@ from datetime import timedelta
 import streamlit as st
 
 from dashboard import charts, queries
-from lakehouse.health import check_services
+from infra.health import check_services
 from lakehouse.settings import load_settings
 
 REFRESH_S = 30

@@ -2,7 +2,7 @@
 
 A launcher knows how to prepare its data folder once, the command that runs it in the
 foreground, how to tell it is healthy, and what to set up after it is (topics, bucket,
-roles). Starting, stopping and supervising is shared (lakehouse.platform).
+roles). Starting, stopping and supervising is shared (control.platform).
 """
 
 from __future__ import annotations

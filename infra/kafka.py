@@ -23,7 +23,7 @@ from kafka.errors import TopicAlreadyExistsError
 from infra.base import Service, ServiceError
 from lakehouse.java import java_problem
 from lakehouse.process import port_in_use
-from lakehouse.registry import TOPICS
+from lakehouse.registry import load_registry
 
 _LOG4J2 = """\
 status = warn
@@ -191,7 +191,7 @@ class KafkaService(Service):
         s = self.settings
         with self._admin(timeout_ms=30000) as admin:
             existing = set(admin.list_topics())
-            for topic in TOPICS:
+            for topic in load_registry(self.settings).topics:
                 if topic.name in existing:
                     continue
                 spec = {

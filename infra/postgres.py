@@ -169,6 +169,7 @@ class PostgresService(Service):
             # Only the platform reads Airflow's metadata (it holds connections and variables).
             _run(conn, "REVOKE ALL ON DATABASE {} FROM PUBLIC", s.airflow_db)
             _run(conn, "GRANT CONNECT ON DATABASE {} TO {}", s.postgres_db, reader)
+        self._migrate()
         with self._connect(s.postgres_db) as conn:
             conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
             schemas = conn.execute(
@@ -181,6 +182,16 @@ class PostgresService(Service):
             for grant in ("SELECT ON TABLES", "USAGE ON SCHEMAS"):
                 template = "ALTER DEFAULT PRIVILEGES FOR ROLE {} GRANT " + grant + " TO {}"
                 _run(conn, template, s.postgres_user, reader)
+
+    def _migrate(self) -> None:
+        """The platform's tables and the default serving schema at their newest version
+        (lakehouse/migrations), before the grants below cover them."""
+        from lakehouse.layout import Layout
+        from lakehouse.migrations import upgrade_platform, upgrade_serving
+
+        layout = Layout(self.settings)
+        upgrade_platform(self.settings)
+        upgrade_serving(self.settings, layout.serving_schema, layout.registry.migration_locations)
 
 
 def _run(conn: psycopg.Connection, template: str, *names: str) -> None:

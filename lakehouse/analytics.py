@@ -54,11 +54,18 @@ class DbtFailed(RuntimeError):
 
 
 def build_marts(
-    settings: Settings, *, full_refresh: bool = False, lake_root: str | None = None
+    settings: Settings,
+    *,
+    full_refresh: bool = False,
+    lake_root: str | None = None,
+    select: Sequence[str] | None = None,
 ) -> str:
-    """`dbt build` for the DAGs: its output, or DbtFailed carrying it. A full refresh also
-    rebuilds the incremental models from all of the lake (after a replay)."""
+    """`dbt build` for the DAGs: its output, or DbtFailed carrying it. `select`: dbt
+    selectors (pipelines' `dbt_select`), all models when None. A full refresh also rebuilds
+    the incremental models from all of the lake (after a replay)."""
     args = ["build", *(["--full-refresh"] if full_refresh else [])]
+    if select:
+        args += ["--select", *select]
     result = run_dbt(settings, args, lake_root=lake_root, capture=True)
     if result.returncode != 0:
         raise DbtFailed(

@@ -1,6 +1,6 @@
 """Lake maintenance requests: OPTIMIZE and VACUUM run by the table's own writer.
 
-The single-writer rule (ARCHITECTURE.md §3): Delta on S3 is only safe with one process
+The single-writer rule (docs/architecture.md): Delta on S3 is only safe with one process
 committing to a table. So maintenance never runs beside the stream: Airflow files a request
 in Postgres, and the streaming driver that owns the table runs it in a worker thread that
 holds the same in-process lock as the query's foreachBatch writes (spark/maintenance.py).
@@ -22,24 +22,6 @@ from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DDL = """
-CREATE TABLE IF NOT EXISTS maintenance_requests (
-    id bigserial PRIMARY KEY,
-    job_key text NOT NULL,
-    table_name text NOT NULL,
-    action text NOT NULL CHECK (action IN ('optimize', 'vacuum')),
-    params jsonb NOT NULL DEFAULT '{}',
-    status text NOT NULL DEFAULT 'pending'
-        CHECK (status IN ('pending', 'running', 'done', 'failed')),
-    requested_at timestamptz NOT NULL DEFAULT now(),
-    started_at timestamptz,
-    finished_at timestamptz,
-    result jsonb,
-    error text
-);
-CREATE INDEX IF NOT EXISTS maintenance_requests_pending
-    ON maintenance_requests (job_key) WHERE status IN ('pending', 'running');
-"""
 ACTIONS = ("optimize", "vacuum")
 
 
@@ -55,15 +37,10 @@ class Request:
     params: dict
 
 
-def ensure_table(conn: psycopg.Connection) -> None:
-    conn.execute(DDL)
-
-
 def submit(settings: Settings, job_key: str, table: str, action: str, **params) -> int:
     if action not in ACTIONS:
         raise ValueError(f"unknown maintenance action {action!r}; one of {ACTIONS}")
     with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
-        ensure_table(conn)
         (request_id,) = conn.execute(
             """INSERT INTO maintenance_requests (job_key, table_name, action, params)
                VALUES (%s, %s, %s, %s) RETURNING id""",

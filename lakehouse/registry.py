@@ -1,96 +1,114 @@
-"""The pipelines' shared resources: adding a pipeline adds entries here, not platform code."""
+"""The registry: every pipeline's declaration, and what follows from them (streaming jobs,
+tables, topics, serving specs). Supervision, maintenance, the sync, the DAGs and the CLI
+read it; adding a pipeline adds a declaration, not platform code.
+
+The platform's registry is `lakehouse.pipelines:REGISTRY`. The setting `registry`
+(LAKEHOUSE_REGISTRY="module:attribute") points every part of the platform at another one,
+e.g. a test's registry with an extra pipeline.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from lakehouse.kit import Pipeline, ServingSpec, StreamJob, Table, Topic
+from lakehouse.settings import Settings
+
+
+class RegistryError(ValueError):
+    pass
 
 
 @dataclass(frozen=True)
-class Topic:
-    name: str
-    partitions: int | None = None  # None: settings.kafka_default_partitions
-    retention_ms: int = 7 * 24 * 3600 * 1000
+class Registry:
+    pipelines: tuple[Pipeline, ...]
+
+    def __post_init__(self) -> None:
+        for what, names in (
+            ("pipeline", [p.name for p in self.pipelines]),
+            ("table", [t.name for p in self.pipelines for t in p.tables]),
+            ("topic", [t.name for p in self.pipelines for t in p.topics]),
+            ("query", [q for p in self.pipelines for q in p.queries_written]),
+        ):
+            repeated = sorted(name for name, n in Counter(names).items() if n > 1)
+            if repeated:
+                raise RegistryError(f"{what} declared twice: {', '.join(repeated)}")
+
+    def pipeline(self, name: str) -> Pipeline:
+        for pipeline in self.pipelines:
+            if pipeline.name == name:
+                return pipeline
+        raise RegistryError(f"no pipeline {name!r}; registered: {', '.join(self.names)}")
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.pipelines]
+
+    @cached_property
+    def jobs(self) -> dict[str, StreamJob]:
+        by_job: dict[str, list[Pipeline]] = {}
+        for pipeline in self.pipelines:
+            by_job.setdefault(pipeline.job, []).append(pipeline)
+        return {name: StreamJob(name, tuple(hosted)) for name, hosted in by_job.items()}
+
+    def job(self, name: str) -> StreamJob:
+        if name not in self.jobs:
+            raise RegistryError(
+                f"no streaming job {name!r}; registered: {', '.join(sorted(self.jobs))}"
+            )
+        return self.jobs[name]
+
+    @cached_property
+    def tables(self) -> dict[str, Table]:
+        return {t.name: t for p in self.pipelines for t in p.tables}
+
+    def table(self, name: str) -> Table:
+        if name not in self.tables:
+            raise RegistryError(f"no table {name!r}; registered: {', '.join(self.tables)}")
+        return self.tables[name]
+
+    @property
+    def topics(self) -> tuple[Topic, ...]:
+        return tuple(t for p in self.pipelines for t in p.topics)
+
+    def owner(self, table: str) -> tuple[Pipeline, StreamJob]:
+        """The pipeline that declares the table and the job whose driver writes it."""
+        for pipeline in self.pipelines:
+            if any(t.name == table for t in pipeline.tables):
+                return pipeline, self.jobs[pipeline.job]
+        raise RegistryError(f"no table {table!r}; registered: {', '.join(self.tables)}")
+
+    @property
+    def replayable(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tables.values() if t.replay)
+
+    @property
+    def serving(self) -> list[tuple[Pipeline, ServingSpec]]:
+        return [(p, spec) for p in self.pipelines for spec in p.serving]
+
+    @property
+    def migration_locations(self) -> tuple[Path, ...]:
+        return tuple(p.migrations for p in self.pipelines if p.migrations)
 
 
-TRADES_TOPIC = "stock-trades"
-REFERENCE_TOPIC = "stock-info"
-TRADES_DLQ_TOPIC = "stock-trades-dlq"
+def load_registry(settings: Settings | None = None) -> Registry:
+    """The registry the settings name (the platform's unless LAKEHOUSE_REGISTRY says)."""
+    if settings is None:
+        from lakehouse.settings import load_settings
 
-TOPICS: tuple[Topic, ...] = (
-    # market data (seeds 000 and 003)
-    Topic(TRADES_TOPIC),
-    Topic(REFERENCE_TOPIC),
-    Topic(TRADES_DLQ_TOPIC, partitions=1),
-    # user activity (seed 001)
-    Topic("user_activity"),
-    Topic("enriched_activity"),
-    # order-payment matching (seed 002)
-    Topic("orders"),
-    Topic("payments"),
-)
-
-
-@dataclass(frozen=True)
-class Table:
-    """A Delta table of the lake. `writer` names the one streaming query allowed to commit
-    to it (ARCHITECTURE.md §3: Delta on S3 is only safe with one writer per table)."""
-
-    name: str
-    path: str  # relative to settings.lake_uri
-    writer: str
-    partitions: tuple[str, ...] = ()
-
-
-TABLES: dict[str, Table] = {
-    t.name: t
-    for t in (
-        Table("bronze_trades", "bronze/trades", "market_bronze", ("event_date",)),
-        Table(
-            "bronze_company_reference", "bronze/company_reference", "market_bronze", ("event_date",)
-        ),
-        Table("quarantine_market", "quarantine/market", "market_bronze", ("ingest_date",)),
-        Table("trades_enriched", "silver/trades_enriched", "trades_enrichment", ("event_date",)),
-        Table(
-            "quarantine_trades_enrichment",
-            "quarantine/trades_enrichment",
-            "trades_enrichment",
-            ("ingest_date",),
-        ),
-    )
-}
-
-
-@dataclass(frozen=True)
-class StreamJob:
-    """A long-running Spark driver that Airflow supervises.
-
-    `module` is run by spark-submit (through the apache-spark provider); `queries` are the
-    streaming queries it runs, and so the writers (Table.writer) of the tables it owns.
-    """
-
-    name: str
-    module: str
-    queries: tuple[str, ...]
-    args: tuple[str, ...] = ()
-
-    def key(self, namespace: str = "") -> str:
-        """Identity of one running instance: the job, or the job on an isolated namespace."""
-        return f"{self.name}@{namespace}" if namespace else self.name
-
-    def tables(self) -> list[Table]:
-        return [table for table in TABLES.values() if table.writer in self.queries]
-
-
-STREAM_JOBS: dict[str, StreamJob] = {
-    job.name: job
-    for job in (
-        StreamJob(
-            "market_pipeline",
-            "spark.jobs.market_pipeline",
-            ("market_bronze", "trades_enrichment"),
-        ),
-    )
-}
-
-# Tables `lakehouse replay` can rebuild from bronze (spark.jobs.replay).
-REPLAYABLE_TABLES: tuple[str, ...] = ("trades_enriched",)
+        settings = load_settings()
+    module_name, _, attribute = settings.registry.partition(":")
+    try:
+        registry = getattr(importlib.import_module(module_name), attribute or "REGISTRY")
+    except (ImportError, AttributeError) as error:
+        raise RegistryError(
+            f"registry {settings.registry!r} cannot be loaded ({error}): set "
+            "LAKEHOUSE_REGISTRY to 'module:attribute' of a Registry"
+        ) from None
+    if not isinstance(registry, Registry):
+        raise RegistryError(f"{settings.registry!r} is not a Registry")
+    return registry

@@ -1,9 +1,10 @@
-"""Replay a silver table from bronze (seed 003's replayability), for the CLI and the DAG.
+"""Replay a table from its inputs, for the CLI and the DAG: any table whose declaration
+names a replay application (`Table.replay`, e.g. the market's silver from bronze).
 
-The replay application (spark.jobs.replay) must be its table's only writer, so the owning
-stream is paused around it: stopped, kept stopped by the supervisor, then started again if
-the operator wanted it running. The serving tables follow through the Postgres sync, which
-applies the replay's change feed (deletes and inserts of the replaced range).
+The replay application must be its table's only writer, so the owning stream is paused
+around it: stopped, kept stopped by the supervisor, then started again if the operator
+wanted it running. The serving tables follow through the Postgres sync, which applies the
+replay's change feed (deletes and inserts of the replaced range).
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import logging
 from datetime import UTC, datetime
 
 from lakehouse import spark_submit, supervision
-from lakehouse.registry import REPLAYABLE_TABLES, STREAM_JOBS, TABLES, StreamJob
+from lakehouse.layout import Layout
+from lakehouse.registry import Registry
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
-
-APPLICATION = "spark.jobs.replay"
 
 
 def parse_time(text: str) -> int:
@@ -31,26 +31,23 @@ def parse_time(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def check_request(table: str, from_time: str) -> int:
+def check_request(registry: Registry, table: str, from_time: str) -> int:
     """The replay's start in epoch ms; ValueError saying what is wrong with the request."""
-    if table not in REPLAYABLE_TABLES:
-        choices = ", ".join(REPLAYABLE_TABLES)
+    if table not in registry.replayable:
+        choices = ", ".join(registry.replayable) or "none"
         raise ValueError(f"cannot replay {table!r}: the replayable tables are {choices}")
     return parse_time(from_time)
 
 
-def owning_job(table: str) -> StreamJob:
-    writer = TABLES[table].writer
-    return next(job for job in STREAM_JOBS.values() if writer in job.queries)
-
-
 def replay(settings: Settings, table: str, from_time: str, namespace: str = "") -> dict:
     """Pause the owning stream, rebuild `table` from `from_time`, resume; the job's report."""
-    check_request(table, from_time)  # refused here, before the stream is stopped
-    job = owning_job(table)
+    layout = Layout(settings, namespace)
+    check_request(layout.registry, table, from_time)  # refused here, before any stop
+    _, job = layout.registry.owner(table)
     args = ["--table", table, "--from", from_time]
     if namespace:
         args += ["--namespace", namespace]
     with supervision.paused(settings, job, namespace):
         log.info("replaying %s from %s (%s paused)", table, from_time, job.key(namespace))
-        return spark_submit.run_with_report(settings, APPLICATION, "replay", args)
+        application = layout.registry.table(table).replay
+        return spark_submit.run_with_report(settings, application, "replay", args)

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     # False: the DAGs run as soon as Airflow sees them (make up); the tests pause them and
     # run single DAG runs with `airflow dags test`.
     airflow_dags_paused: bool = False
+    # The pipelines the platform runs: "module:attribute" of a lakehouse.registry.Registry.
+    registry: str = "lakehouse.pipelines:REGISTRY"
     service_stop_timeout_s: float = 20.0
 
     # ---- paths -------------------------------------------------------------------

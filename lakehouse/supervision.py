@@ -1,15 +1,9 @@
-"""Supervision of the long-running Spark drivers: is it alive, is it healthy, start/stop it.
+"""Supervision of the long-running Spark drivers, Airflow's side: is it alive, is it
+healthy, start or stop it.
 
 All state lives in Postgres, so Airflow tasks, the CLI and the drivers agree on it no matter
-which task started which driver:
-
-- Each running driver holds a session-level advisory lock keyed by its job key for its
-  whole life. When the driver dies its socket closes and Postgres drops the lock, so
-  "alive" never depends on a pid file or on the task that launched it, and a second
-  driver cannot take the lock (no double start).
-- `stream_drivers`: the desired state, the lock holder's pid and host, restart counts.
-- `stream_heartbeat`: the progress listener's last event per query (progress or idle);
-  a live driver whose queries stopped reporting is stalled.
+which task started which driver. A driver is alive while it holds its advisory lock, and
+stalled when its queries stop writing heartbeats (the driver's side: lakehouse/drivers.py).
 
 `decide` is the whole policy as a pure function; `supervise` gathers the state, acts on
 the decision and returns it.
@@ -20,10 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -34,102 +26,28 @@ from pathlib import Path
 import psycopg
 
 from lakehouse import spark_submit
-from lakehouse.registry import StreamJob
+from lakehouse.drivers import connect, host_name, lock_holder
+from lakehouse.kit import StreamJob
+from lakehouse.layout import check_namespace
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
-LOCK_CLASS = 0x4C48  # first key of every driver lock ("LH"); the second is the job key's hash
 
-DDL = """
-CREATE TABLE IF NOT EXISTS stream_drivers (
-    job_key text PRIMARY KEY,
-    desired text NOT NULL DEFAULT 'running' CHECK (desired IN ('running', 'stopped')),
-    pid integer,
-    pgid integer,
-    host text,
-    started_at timestamptz,
-    restarts integer NOT NULL DEFAULT 0,
-    last_start_at timestamptz,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS stream_heartbeat (
-    job_key text NOT NULL,
-    query_name text NOT NULL,
-    last_event_at timestamptz NOT NULL,
-    last_batch_id bigint,
-    PRIMARY KEY (job_key, query_name)
-);
-"""
+DRIVER_MODULE = "spark.driver"  # runs any job's queries (spark/driver.py)
+
+
+def driver_args(job: StreamJob, namespace: str = "") -> list[str]:
+    """The driver's arguments: the job, its pipelines' declared parameters, the namespace."""
+    args = ["--job", job.name]
+    for pipeline in job.pipelines:
+        for name, value in pipeline.params:
+            args += ["--param", f"{pipeline.name}.{name}={value}"]
+    return args + (["--namespace", namespace] if namespace else [])
 
 
 class SupervisionError(RuntimeError):
     """The supervisor cannot bring the job to its desired state; the task must fail."""
-
-
-class DriverAlreadyRunning(RuntimeError):
-    pass
-
-
-def lock_key(job_key: str) -> int:
-    return zlib.crc32(job_key.encode()) & 0x7FFFFFFF
-
-
-def connect(settings: Settings) -> psycopg.Connection:
-    # Keepalives: a driver on a dead host must not keep its lock for hours.
-    return psycopg.connect(
-        settings.postgres_dsn(),
-        autocommit=True,
-        connect_timeout=10,
-        keepalives=1,
-        keepalives_idle=10,
-        keepalives_interval=5,
-        keepalives_count=3,
-    )
-
-
-def ensure_tables(conn: psycopg.Connection) -> None:
-    conn.execute(DDL)
-
-
-# ---- the driver's side ------------------------------------------------------------
-
-
-@contextmanager
-def hold_driver_lock(settings: Settings, job_key: str) -> Iterator[None]:
-    """Held by a driver for its whole life; raises DriverAlreadyRunning if another holds it."""
-    conn = connect(settings)
-    try:
-        ensure_tables(conn)
-        (acquired,) = conn.execute(
-            "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(job_key))
-        ).fetchone()
-        if not acquired:
-            row = conn.execute(
-                "SELECT pid, host FROM stream_drivers WHERE job_key = %s", (job_key,)
-            ).fetchone()
-            holder = f"pid {row[0]} on {row[1]}" if row else "another process"
-            raise DriverAlreadyRunning(f"{job_key} is already running ({holder})")
-        conn.execute(
-            """INSERT INTO stream_drivers (job_key, pid, pgid, host, started_at)
-               VALUES (%(job)s, %(pid)s, %(pgid)s, %(host)s, now())
-               ON CONFLICT (job_key) DO UPDATE SET pid = EXCLUDED.pid, pgid = EXCLUDED.pgid,
-                   host = EXCLUDED.host, started_at = now(), updated_at = now()""",
-            {"job": job_key, "pid": os.getpid(), "pgid": os.getpgid(0), "host": _host()},
-        )
-        yield
-    finally:
-        conn.close()  # closing the session releases the lock
-
-
-def record_heartbeat(conn: psycopg.Connection, job_key: str, query: str, batch_id=None) -> None:
-    conn.execute(
-        """INSERT INTO stream_heartbeat (job_key, query_name, last_event_at, last_batch_id)
-           VALUES (%s, %s, now(), %s)
-           ON CONFLICT (job_key, query_name) DO UPDATE SET last_event_at = now(),
-               last_batch_id = COALESCE(EXCLUDED.last_batch_id, stream_heartbeat.last_batch_id)""",
-        (job_key, query, batch_id),
-    )
 
 
 # ---- the policy (pure) ------------------------------------------------------------
@@ -212,16 +130,6 @@ def decide(state: DriverState, now: datetime, policy: Policy) -> Decision:
 # ---- reading state and acting -----------------------------------------------------
 
 
-def lock_holder(conn: psycopg.Connection, job_key: str) -> int | None:
-    """The Postgres backend pid holding the job's lock, or None when no driver runs."""
-    row = conn.execute(
-        """SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-           AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 2""",
-        (LOCK_CLASS, lock_key(job_key)),
-    ).fetchone()
-    return row[0] if row else None
-
-
 def read_state(conn: psycopg.Connection, job: StreamJob, job_key: str) -> DriverState:
     conn.execute(
         "INSERT INTO stream_drivers (job_key) VALUES (%s) ON CONFLICT DO NOTHING", (job_key,)
@@ -260,8 +168,7 @@ def driver_log(settings: Settings, job_key: str) -> Path:
 def launch(settings: Settings, job: StreamJob, namespace: str, timeout_s: float = 180.0) -> int:
     """Start the driver detached (it outlives the task) and wait until it holds its lock."""
     job_key = job.key(namespace)
-    args = [*job.args, *(["--namespace", namespace] if namespace else [])]
-    command = spark_submit.command(settings, job.module, job_key, args)
+    command = spark_submit.command(settings, DRIVER_MODULE, job_key, driver_args(job, namespace))
     path = driver_log(settings, job_key)
     path.parent.mkdir(parents=True, exist_ok=True)
     with connect(settings) as conn:
@@ -304,7 +211,7 @@ def stop(settings: Settings, job_key: str, timeout_s: float = 90.0, *, hard: boo
         pid, pgid, host = conn.execute(
             "SELECT pid, pgid, host FROM stream_drivers WHERE job_key = %s", (job_key,)
         ).fetchone()
-        if host != _host():
+        if host != host_name():
             raise SupervisionError(f"{job_key} runs on {host}, not here: stop it on that host")
         if not hard:
             _signal(pid, signal.SIGTERM)
@@ -335,7 +242,6 @@ def stop_running_drivers(settings: Settings) -> list[str]:
     except psycopg.OperationalError:
         return []  # Postgres is down: no driver can be holding a lock
     with conn:
-        ensure_tables(conn)
         keys = [row[0] for row in conn.execute("SELECT job_key FROM stream_drivers").fetchall()]
         running = [key for key in keys if lock_holder(conn, key) is not None]
     for job_key in running:
@@ -346,7 +252,6 @@ def stop_running_drivers(settings: Settings) -> list[str]:
 def set_desired(settings: Settings, job_key: str, desired: str) -> None:
     """Record what the operator wants; an explicit start also forgets past restarts."""
     with connect(settings) as conn:
-        ensure_tables(conn)
         conn.execute(
             """INSERT INTO stream_drivers (job_key, desired) VALUES (%(job)s, %(desired)s)
                ON CONFLICT (job_key) DO UPDATE SET desired = EXCLUDED.desired,
@@ -365,9 +270,8 @@ def supervise(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Decision:
     """One supervision cycle for one job: read its state, act, say what was done."""
-    job_key = job.key(namespace)
+    job_key = job.key(check_namespace(namespace))
     with connect(settings) as conn:
-        ensure_tables(conn)
         state = read_state(conn, job, job_key)
         decision = decide(state, now(), policy)
         if decision.reset_restarts:
@@ -383,10 +287,6 @@ def supervise(
     elif decision.action is Action.START:
         launch(settings, job, namespace)
     return decision
-
-
-def _host() -> str:
-    return socket.gethostname()
 
 
 def _signal(pid: int | None, signum: int, *, group: bool = False) -> None:
@@ -409,7 +309,6 @@ def paused(settings: Settings, job: StreamJob, namespace: str) -> Iterator[None]
     back in the state the operator wanted; for work that must own the job's tables."""
     job_key = job.key(namespace)
     with connect(settings) as conn:
-        ensure_tables(conn)
         row = conn.execute(
             "SELECT desired FROM stream_drivers WHERE job_key = %s", (job_key,)
         ).fetchone()
@@ -428,7 +327,7 @@ def control(settings: Settings, job: StreamJob, namespace: str, action: str) -> 
     """An operator's start / stop / restart; returns what was done."""
     if action not in ("start", "stop", "restart"):
         raise ValueError(f"unknown action {action!r}: start, stop or restart")
-    job_key = job.key(namespace)
+    job_key = job.key(check_namespace(namespace))
     if action in ("stop", "restart"):
         set_desired(settings, job_key, "stopped")
         stop(settings, job_key)

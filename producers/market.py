@@ -1,10 +1,11 @@
 """Market data simulator: random-walk trades and company reference updates to Kafka.
 
 Event generation is pure (same seed and start time -> byte-identical messages); sending is
-the I/O edge. Messages are JSON with a `schema_version` (lakehouse.schemas), keyed by
-symbol so one symbol's events keep their order within a partition. On request it mixes in
-late trades, exact duplicates and malformed records, and at the end prints one JSON line
-saying how many of each it sent, so tests and benchmarks can reconcile every count.
+the I/O edge. Messages are JSON with a `schema_version` (the market's contracts in
+lakehouse/pipelines/market.py), keyed by symbol so one symbol's events keep their order
+within a partition. On request it mixes in late trades, exact duplicates and malformed
+records, and at the end prints one JSON line saying how many of each it sent, so tests and
+benchmarks can reconcile every count.
 
     python -m producers.market --count 100000 --rate 0 --seed 7 --malformed-fraction 0.01
 """
@@ -22,8 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import typer
 
-from lakehouse.registry import REFERENCE_TOPIC, TRADES_TOPIC
-from lakehouse.schemas import LATEST_REFERENCE, LATEST_TRADE, python_violation
+from lakehouse.pipelines.market import REFERENCE, REFERENCE_TOPIC, TRADE, TRADES_TOPIC
 
 SECTORS = ("Technology", "Financials", "Energy", "Health Care", "Industrials", "Utilities")
 EXCHANGES = ("XNAS", "XNYS", "ARCX")
@@ -90,7 +90,7 @@ class MarketSimulator:
 
     def reference(self, symbol: str, event_ms: int) -> dict:
         return {
-            "schema_version": LATEST_REFERENCE.version,
+            "schema_version": REFERENCE.latest.version,
             "symbol": symbol,
             "company_name": f"{symbol.title()} Holdings {self._rng.randint(1, 9)}",
             "sector": self._rng.choice(SECTORS),
@@ -102,7 +102,7 @@ class MarketSimulator:
         self._prices[symbol] = price
         self._trade_no += 1
         return {
-            "schema_version": LATEST_TRADE.version,
+            "schema_version": TRADE.latest.version,
             "trade_id": f"{self.seed}-{self._trade_no}",
             "symbol": symbol,
             "price": round(price, 4),
@@ -320,7 +320,7 @@ def self_check(message: Message) -> str | None:
         record = json.loads(message.value)
     except ValueError:
         return "unparseable_or_mistyped"
-    return python_violation(record, "trade" if message.topic == "trades" else "reference")
+    return (TRADE if message.topic == "trades" else REFERENCE).violation(record)
 
 
 if __name__ == "__main__":

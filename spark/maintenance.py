@@ -124,7 +124,6 @@ class MaintenanceWorker(threading.Thread):
         while not self._stopped.is_set():
             try:
                 with psycopg.connect(self._settings.postgres_dsn(), autocommit=True) as conn:
-                    maintenance.ensure_table(conn)
                     maintenance.requeue_interrupted(conn, self._job_key)
                     while not self._stopped.is_set():
                         request = maintenance.claim_next(conn, self._job_key)

@@ -17,32 +17,11 @@ from datetime import UTC, datetime
 import psycopg
 from pyspark.sql.streaming import StreamingQueryListener
 
+from lakehouse.drivers import record_heartbeat
 from lakehouse.settings import Settings
-from lakehouse.supervision import ensure_tables, record_heartbeat
 
 log = logging.getLogger(__name__)
 
-DDL = """
-CREATE TABLE IF NOT EXISTS stream_progress (
-    query_id text NOT NULL,
-    batch_id bigint NOT NULL,
-    query_name text,
-    run_id text NOT NULL,
-    batch_time timestamptz NOT NULL,
-    input_rows bigint NOT NULL,
-    input_rows_per_s double precision,
-    processed_rows_per_s double precision,
-    duration_ms bigint,
-    watermark timestamptz,
-    rows_dropped_by_watermark bigint NOT NULL,
-    state_rows bigint,
-    kafka_records_behind bigint,
-    recorded_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (query_id, batch_id)
-);
--- Tables made before the lag column existed.
-ALTER TABLE stream_progress ADD COLUMN IF NOT EXISTS kafka_records_behind bigint;
-"""
 UPSERT = """
 INSERT INTO stream_progress (query_id, batch_id, query_name, run_id, batch_time, input_rows,
     input_rows_per_s, processed_rows_per_s, duration_ms, watermark,
@@ -133,9 +112,6 @@ class PostgresProgressListener(StreamingQueryListener):
         self._dsn = settings.postgres_dsn()
         self._job_key = job_key
         self._names: dict[str, str] = {}  # query id -> name (idle events carry no name)
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
-            conn.execute(DDL)
-            ensure_tables(conn)
 
     def _write(self, what: str, write) -> None:
         try:

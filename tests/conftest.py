@@ -91,37 +91,45 @@ def spark(platform: Settings):
 
 @pytest.fixture
 def layout(platform: Settings):
-    """Fresh topics and lake prefix for one market-pipeline test (MarketLayout.isolated)."""
+    """Fresh topics, lake prefix, checkpoints and serving schema for one market-pipeline
+    test: an isolated namespace."""
+    return isolated_layout(platform, "market")
+
+
+def isolated_layout(settings: Settings, pipeline: str, prefix: str = "t", registry=None):
+    """A new namespace with the pipeline's topics created (3 partitions each)."""
     import uuid
 
     from kafka import KafkaAdminClient
 
-    from spark.jobs.market_layout import MarketLayout
+    from lakehouse.layout import Layout
 
-    namespace = uuid.uuid4().hex[:10]
-    layout = MarketLayout.isolated(platform, namespace)
-    admin = KafkaAdminClient(bootstrap_servers=platform.kafka_bootstrap)
+    layout = Layout(settings, prefix + uuid.uuid4().hex[:10], registry)
+    topics = layout.registry.pipeline(pipeline).topics
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        admin.create_topics(
-            {
-                layout.trades_topic: {"num_partitions": 3},
-                layout.reference_topic: {"num_partitions": 3},
-            }
-        )
+        admin.create_topics({layout.topic(t.name): {"num_partitions": 3} for t in topics})
     finally:
         admin.close()
     return layout
 
 
-def airflow_dags_test(settings: Settings, dag_id: str, conf: dict, timeout: float = 900):
-    """One real DAG run through Airflow's own `airflow dags test`, on the test platform."""
+def airflow_dags_test(
+    settings: Settings,
+    dag_id: str,
+    conf: dict,
+    timeout: float = 900,
+    env: dict[str, str] | None = None,
+):
+    """One real DAG run through Airflow's own `airflow dags test`, on the test platform
+    (`env`: variables added to the Airflow service's environment)."""
     import json
 
     from infra.airflow import AirflowService
 
     result = subprocess.run(
         [str(settings.venv_bin / "airflow"), "dags", "test", dag_id, "--conf", json.dumps(conf)],
-        env=AirflowService(settings).environment(),
+        env={**AirflowService(settings).environment(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

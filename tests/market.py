@@ -14,8 +14,9 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
+from lakehouse.layout import Layout
+from lakehouse.pipelines.market import REFERENCE_TOPIC, TRADES_TOPIC
 from lakehouse.settings import PROJECT_ROOT
-from spark.jobs.market_layout import MarketLayout
 from tests.conftest import TEST_ENV
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -38,7 +39,7 @@ def run_json(command: list[str], timeout: float) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def produce(layout: MarketLayout, *, count: int, seed: int, start_ms: int, **options) -> dict:
+def produce(layout: Layout, *, count: int, seed: int, start_ms: int, **options) -> dict:
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in options.items()]
     report = run_json(
         [
@@ -58,9 +59,9 @@ def produce(layout: MarketLayout, *, count: int, seed: int, start_ms: int, **opt
             "--reference-every",
             "50",
             "--trades-topic",
-            layout.trades_topic,
+            layout.topic(TRADES_TOPIC),
             "--reference-topic",
-            layout.reference_topic,
+            layout.topic(REFERENCE_TOPIC),
             *flags,
         ],
         timeout=300,
@@ -68,7 +69,7 @@ def produce(layout: MarketLayout, *, count: int, seed: int, start_ms: int, **opt
     return report["sent"]
 
 
-def send_reference(platform, layout: MarketLayout, symbol: str, company: str, event_ms: int):
+def send_reference(platform, layout: Layout, symbol: str, company: str, event_ms: int):
     producer = KafkaProducer(bootstrap_servers=platform.kafka_bootstrap, acks="all")
     value = {
         "schema_version": 1,
@@ -77,35 +78,38 @@ def send_reference(platform, layout: MarketLayout, symbol: str, company: str, ev
         "sector": "Sentinel" if symbol == SENTINEL_SYMBOL else "Utilities",
         "event_timestamp": event_ms,
     }
-    producer.send(layout.reference_topic, key=symbol.encode(), value=json.dumps(value).encode())
+    producer.send(
+        layout.topic(REFERENCE_TOPIC), key=symbol.encode(), value=json.dumps(value).encode()
+    )
     producer.flush()
     producer.close()
 
 
-def send_sentinel(platform, layout: MarketLayout, event_ms: int) -> None:
+def send_sentinel(platform, layout: Layout, event_ms: int) -> None:
     """A reference far ahead in event time: the watermark then passes every real trade."""
     send_reference(platform, layout, SENTINEL_SYMBOL, "Sentinel", event_ms)
 
 
-def pipeline_command(layout: MarketLayout, *extra: str) -> list[str]:
-    namespace = layout.lake_root.rsplit("/", 1)[-1]
+def pipeline_command(layout: Layout, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "spark.jobs.market_pipeline",
+        "spark.driver",
+        "--job",
+        "market_pipeline",
         "--namespace",
-        namespace,
+        layout.namespace,
         "--master",
         "local[2]",
-        "--watermark",
-        WATERMARK,
-        "--buckets",
-        "4",
+        "--param",
+        f"market.watermark={WATERMARK}",
+        "--param",
+        "market.buckets=4",
         *extra,
     ]
 
 
-def start_pipeline(layout: MarketLayout, *extra: str) -> subprocess.Popen:
+def start_pipeline(layout: Layout, *extra: str) -> subprocess.Popen:
     """A streaming driver in its own process group, so a test can kill or freeze it whole."""
     return subprocess.Popen(
         pipeline_command(layout, *extra),
@@ -117,11 +121,11 @@ def start_pipeline(layout: MarketLayout, *extra: str) -> subprocess.Popen:
     )
 
 
-def run_once(layout: MarketLayout) -> dict:
+def run_once(layout: Layout) -> dict:
     return run_json(pipeline_command(layout, "--once"), timeout=900)
 
 
-def table(spark, layout: MarketLayout, name: str) -> pd.DataFrame:
+def table(spark, layout: Layout, name: str) -> pd.DataFrame:
     return spark.read.format("delta").load(layout.table(name)).toPandas()
 
 
@@ -137,11 +141,11 @@ def expected_enrichment(trades: pd.DataFrame, references: pd.DataFrame) -> pd.Da
     return merged.set_index("trade_id")[["company_name", "sector"]].sort_index()
 
 
-def query_id(layout: MarketLayout, query: str) -> str:
+def query_id(layout: Layout, query: str) -> str:
     return json.loads((Path(layout.checkpoint(query)) / "metadata").read_text())["id"]
 
 
-def recorded_progress(platform, layout: MarketLayout, query: str) -> tuple[int, int, int]:
+def recorded_progress(platform, layout: Layout, query: str) -> tuple[int, int, int]:
     """(batches, input rows, rows dropped by the watermark) the progress listener stored."""
     with psycopg.connect(platform.postgres_dsn()) as conn:
         return conn.execute(
@@ -151,7 +155,7 @@ def recorded_progress(platform, layout: MarketLayout, query: str) -> tuple[int, 
         ).fetchone()
 
 
-def recorded_kafka_lag(platform, layout: MarketLayout, query: str) -> list[int | None]:
+def recorded_kafka_lag(platform, layout: Layout, query: str) -> list[int | None]:
     """The Kafka records behind after each batch, in batch order, as the listener stored."""
     with psycopg.connect(platform.postgres_dsn()) as conn:
         rows = conn.execute(
@@ -162,7 +166,7 @@ def recorded_kafka_lag(platform, layout: MarketLayout, query: str) -> list[int |
     return [lag for (lag,) in rows]
 
 
-def check_silver(spark, layout: MarketLayout, expected_trades: int) -> pd.DataFrame:
+def check_silver(spark, layout: Layout, expected_trades: int) -> pd.DataFrame:
     bronze = table(spark, layout, "bronze_trades")
     references = table(spark, layout, "bronze_company_reference")
     silver = table(spark, layout, "trades_enriched")

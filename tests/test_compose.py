@@ -1,7 +1,7 @@
 """The compose deployment (docker-compose.yml) against the embedded one, without Docker.
 
 Both deployments run the same code configured by the same LAKEHOUSE_* keys; these tests
-keep the compose file from drifting away from lakehouse.settings and lakehouse.platform,
+keep the compose file from drifting away from lakehouse.settings and control.platform,
 and from carrying a credential. Only test_docker_compose_config_accepts_the_file needs
 `docker compose` (it skips without it).
 """
@@ -158,7 +158,7 @@ def test_compose_file_is_current_spec_with_declared_volumes(compose, services):
 
 
 def test_every_embedded_service_has_a_compose_service(services):
-    from lakehouse.platform import services as embedded_services
+    from control.platform import services as embedded_services
 
     embedded = [s.name for s in embedded_services(Settings(), spark_cluster=True, demo=True)]
     assert "s3" in embedded and "kafka" in embedded, embedded

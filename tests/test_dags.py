@@ -38,8 +38,43 @@ def test_dbt_runs_after_the_sync_or_the_maintenance_through_assets(dagbag):
 
 
 def test_supervision_dags_cover_every_registered_stream(dagbag):
-    from lakehouse.registry import STREAM_JOBS
+    from lakehouse.registry import load_registry
 
+    jobs = set(load_registry().jobs)
     control = dagbag.dags["stream_control"]
-    assert set(control.params.get_param("job").schema["enum"]) == set(STREAM_JOBS)
+    assert set(control.params.get_param("job").schema["enum"]) == jobs
     assert dagbag.dags["stream_supervisor"].max_active_runs == 1
+
+
+def test_a_registry_with_another_pipeline_gets_its_tasks_without_dag_changes(monkeypatch):
+    """The DAGs expand over whatever registry the settings name (the test's kit pipeline)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("LAKEHOUSE_REGISTRY", "tests.kit_pipeline:REGISTRY")
+    dags = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).dags
+    assert set(dags["stream_control"].params.get_param("job").schema["enum"]) == {
+        "market_pipeline",
+        "pings_job",
+    }
+    supervise = dags["stream_supervisor"].get_task("supervise")
+    assert sorted(supervise.op_kwargs_expand_input.value["job_name"]) == ["market_pipeline", "pings_job"]
+    maintenance = {t.task_id for t in dags["lake_maintenance"].tasks}
+    assert maintenance == {"maintain_market_pipeline", "maintain_pings_job"}
+    sync = {t.task_id: {o.uri for o in t.outlets} for t in dags["postgres_sync"].tasks}
+    assert sync == {
+        "sync_market": {"lakehouse://serving/market"},
+        "sync_pings": {"lakehouse://serving/pings"},
+    }
+    # pings declares no dbt models: dbt does not wait for its assets.
+    consumed = {a.uri for a in dags["analytics_dbt"].timetable.asset_condition.objects}
+    assert consumed == {"lakehouse://serving/market", "lakehouse://lake/market/maintained"}
+
+
+def test_a_bad_namespace_is_refused_by_the_dag_params(dagbag):
+    import jsonschema
+
+    schema = dagbag.dags["stream_supervisor"].params.get_param("namespace").schema
+    jsonschema.validate("t0a1_b", schema)
+    for bad in ("x; DROP TABLE stream_drivers", "Upper", "-x"):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import duckdb
@@ -10,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lakehouse.analytics import DBT_PROJECT, run_dbt
-from spark.jobs.market_layout import MarketLayout
+from tests.conftest import isolated_layout
 from tests.market import query_id
 from tests.test_market_pipeline import START_MS, produce, run_once, send_sentinel, table
 
@@ -22,14 +21,7 @@ DBT_TARGET = DBT_PROJECT / "target"
 @pytest.fixture(scope="module")
 def lake(platform):
     """An isolated lake with bronze and silver written by the market pipeline."""
-    from kafka import KafkaAdminClient
-
-    layout = MarketLayout.isolated(platform, "dbt" + uuid.uuid4().hex[:8])
-    admin = KafkaAdminClient(bootstrap_servers=platform.kafka_bootstrap)
-    admin.create_topics(
-        {layout.trades_topic: {"num_partitions": 3}, layout.reference_topic: {"num_partitions": 3}}
-    )
-    admin.close()
+    layout = isolated_layout(platform, "market", prefix="dbt")
     # Three minutes of event time, so there are several one-minute bars per symbol.
     produce(layout, count=4000, seed=11, start_ms=START_MS, malformed_fraction=0.01, step_ms=45)
     send_sentinel(platform, layout, START_MS + 24 * 3600 * 1000)

@@ -47,7 +47,7 @@ def maintenance_results(settings, job_key: str) -> list[tuple]:
 
 
 def test_maintenance_runs_in_the_driver_while_the_stream_writes(spark, platform, layout):
-    namespace = layout.lake_root.rsplit("/", 1)[-1]
+    namespace = layout.namespace
     # One run of the producer: event time rises with the offsets in every partition, so no
     # trade falls behind the watermark however the backlog is cut into micro-batches.
     sent = produce(layout, count=8000, seed=21, start_ms=START_MS)

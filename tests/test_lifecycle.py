@@ -5,7 +5,7 @@ import json
 import psutil
 import pytest
 
-from lakehouse import platform as lakehouse_platform
+from control import platform as lakehouse_platform
 from lakehouse.process import port_bindable
 from tests.conftest import run_cli
 

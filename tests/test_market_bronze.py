@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from spark.jobs.market_bronze import KAFKA_SOURCE_SCHEMA, transform
-from spark.jobs.market_layout import MarketLayout
+from lakehouse.layout import Layout
+from lakehouse.pipelines.market import REFERENCE_TOPIC, TRADES_TOPIC
+from spark.jobs.market.bronze import KAFKA_SOURCE_SCHEMA, transform
 
 pytestmark = [pytest.mark.services, pytest.mark.spark]
 
@@ -31,17 +32,17 @@ REFERENCE = {
 }
 
 
-def kafka_rows(layout: MarketLayout, records: list[tuple[str, object]]) -> list[tuple]:
+def kafka_rows(layout: Layout, records: list[tuple[str, object]]) -> list[tuple]:
     rows = []
     for offset, (kind, record) in enumerate(records):
         value = record if isinstance(record, bytes) else json.dumps(record).encode()
-        topic = layout.trades_topic if kind == "trade" else layout.reference_topic
+        topic = layout.topic(TRADES_TOPIC if kind == "trade" else REFERENCE_TOPIC)
         rows.append((b"ABC", value, topic, 0, offset, datetime.now(UTC), 0))
     return rows
 
 
 def test_each_record_goes_to_exactly_one_output_with_its_reason(spark, platform):
-    layout = MarketLayout.isolated(platform, "unit")
+    layout = Layout(platform, "unit")
     v1_trade = {k: v for k, v in TRADE.items() if k != "exchange"} | {"schema_version": 1}
     future_field = TRADE | {"trade_id": "t3", "venue_flags": "new optional field"}
     cases = [
@@ -58,7 +59,7 @@ def test_each_record_goes_to_exactly_one_output_with_its_reason(spark, platform)
         ("trade", TRADE | {"schema_version": 7}),
         ("reference", REFERENCE | {"event_timestamp": 12}),
     ]
-    empty_payload = (b"ABC", None, layout.reference_topic, 0, 99, datetime.now(UTC), 0)
+    empty_payload = (b"ABC", None, layout.topic(REFERENCE_TOPIC), 0, 99, datetime.now(UTC), 0)
     raw = spark.createDataFrame([*kafka_rows(layout, cases), empty_payload], KAFKA_SOURCE_SCHEMA)
     out = transform(raw, layout)
     trades = out.trades.toPandas()

@@ -1,6 +1,6 @@
 """The market pipeline end to end on the real platform: Kafka -> bronze -> silver.
 
-Each test runs on its own topics and lake prefix (MarketLayout.isolated). The producer says
+Each test runs on its own topics and lake prefix (an isolated Layout). The producer says
 what it sent; every count in the lake must reconcile with it exactly, and every enriched
 trade must carry the reference a merge_asof over the whole reference history gives.
 """

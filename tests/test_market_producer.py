@@ -4,7 +4,7 @@ import itertools
 import json
 from collections import Counter
 
-from lakehouse.schemas import SYMBOL_PATTERN
+from lakehouse.pipelines.market import SYMBOL_PATTERN
 from producers.market import MAX_SYMBOLS, MarketSimulator, SendReport, self_check, symbol_name
 
 START_MS = 1_767_225_600_000

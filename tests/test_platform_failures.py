@@ -7,8 +7,8 @@ import sys
 import psutil
 import pytest
 
+from control import platform
 from infra.base import Service
-from lakehouse import platform
 from lakehouse.settings import PROJECT_ROOT, Settings
 from tests.conftest import TEST_ENV, run_cli
 
@@ -120,9 +120,21 @@ def test_producer_to_a_missing_topic_says_which_in_one_sentence(platform):
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_pipeline_with_a_bad_watermark_delay_says_so_in_one_sentence():
-    result = run_module("spark.jobs.market_pipeline", "--watermark", "ten seconds")
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (
+            ["--job", "market_pipeline", "--param", "market.watermark=ten seconds"],
+            "watermark delay 'ten seconds' is not a duration such as '10 seconds'",
+        ),
+        (["--job", "market_pipeline", "--param", "market.bucket=4"], "no parameter bucket"),
+        (["--job", "market_pipeline", "--param", "buckets=4"], "is not pipeline.name=value"),
+        (["--job", "no_such_job"], "no streaming job 'no_such_job'; registered: market_pipeline"),
+        (["--job", "market_pipeline", "--namespace", "Bad-NS"], "namespace 'Bad-NS' is not valid"),
+    ],
+)
+def test_driver_refuses_a_wrong_argument_in_one_sentence(args, sentence):
+    result = run_module("spark.driver", *args)
     assert result.returncode == 2
-    words = " ".join(result.stderr.replace("│", " ").split())  # typer boxes and wraps it
-    assert "watermark delay 'ten seconds' is not a duration such as '10 seconds'" in words
-    assert "Traceback" not in result.stderr
+    assert sentence in " ".join(result.stdout.split())
+    assert "Traceback" not in result.stdout + result.stderr

@@ -12,7 +12,9 @@ from minio import Minio
 from minio.error import S3Error
 
 from infra.s3 import s3_client
-from lakehouse.registry import TOPICS
+from lakehouse.registry import load_registry
+
+TOPICS = load_registry().topics
 
 pytestmark = pytest.mark.services
 

@@ -1,11 +1,22 @@
-"""The serving sync's pure steps on Arrow tables: change-feed reduction and a range's bars."""
+"""The serving sync's pure steps on Arrow tables (the market's trades as the example):
+change-feed reduction and a range's bars."""
 
 from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
 
-from lakehouse.serving_sync import COLUMNS, csv_chunks, last_change_per_trade, range_bars
+from lakehouse.pipelines.market import PIPELINE
+from lakehouse.pipelines.market_bars import range_bars
+from lakehouse.serving_sync import csv_chunks, last_change_per_key
+
+SPEC = PIPELINE.serving[0]
+COLUMNS = SPEC.columns
+
+
+def last_change_per_trade(feed: pa.Table) -> pa.Table:
+    return last_change_per_key(feed, SPEC)
+
 
 T0 = datetime(2026, 1, 1, 9, 30, tzinfo=UTC)
 
@@ -87,3 +98,12 @@ def test_csv_chunks_cover_every_row_once_without_header():
     assert sorted(line.split(b",")[0].strip(b'"') for line in lines) == sorted(
         f"t{i}".encode() for i in range(10)
     )
+
+
+def test_a_composite_key_reduces_per_key():
+    from lakehouse.kit import ServingSpec
+
+    spec = ServingSpec("t", "t", key=("trade_id", "symbol"), columns=COLUMNS)
+    feed = changes(("a", 1, 10, 5, "insert", 3), ("a", 1, 11, 5, "insert", 4))
+    rows = last_change_per_key(feed, spec)
+    assert rows.num_rows == 1 and rows.column("price").to_pylist() == [11]

@@ -12,9 +12,8 @@ import pytest
 from delta.tables import DeltaTable
 
 from lakehouse import serving_sync
-from lakehouse.registry import STREAM_JOBS
-from lakehouse.serving_sync import serving_schema
-from lakehouse.supervision import connect, read_state
+from lakehouse.drivers import connect
+from lakehouse.supervision import read_state
 from spark.maintenance import files_per_partition, optimize_closed_partitions
 from tests.conftest import airflow_dags_test, run_cli
 from tests.market import (
@@ -56,9 +55,9 @@ def last_commit(spark, path: str) -> dict:
 @pytest.mark.spark
 @pytest.mark.slow
 def test_sync_follows_silver_exactly_once_and_a_replay_changes_nothing(spark, platform, layout):
-    namespace = layout.lake_root.rsplit("/", 1)[-1]
-    job = STREAM_JOBS["market_pipeline"]
-    schema = serving_schema(namespace)
+    namespace = layout.namespace
+    job = layout.registry.job("market_pipeline")
+    schema = layout.serving_schema
     silver_path = layout.table("trades_enriched")
     # Duplicates in the input: the replay must keep the same first copies the stream kept.
     first = produce(layout, count=3000, seed=31, start_ms=START_MS, duplicate_fraction=0.02)
@@ -74,14 +73,14 @@ def test_sync_follows_silver_exactly_once_and_a_replay_changes_nothing(spark, pl
     assert_bars_match(bars, silver)
 
     # Again: nothing changes.
-    serving_sync.run(namespace)
+    serving_sync.run("market", namespace)
     assert serving(platform, schema)[2] == (version, synced)
 
     # New data: only the new rows arrive.
     second = produce(layout, count=2000, seed=32, start_ms=START_MS + 2 * 24 * 3600 * 1000)
     send_sentinel(platform, layout, START_MS + 3 * 24 * 3600 * 1000)
     run_once(layout)
-    serving_sync.run(namespace)
+    serving_sync.run("market", namespace)
     sent = {k: first[k] + second[k] for k in ("trades", "duplicates")}
     silver = check_silver(spark, layout, sent["trades"])
     trades, bars, (version, synced) = serving(platform, schema)
@@ -93,7 +92,7 @@ def test_sync_follows_silver_exactly_once_and_a_replay_changes_nothing(spark, pl
     # version without data change; the sync moves past it and adds no row.
     assert max(files_per_partition(spark, silver_path, "event_date", TODAY).values()) > 1
     assert optimize_closed_partitions(spark, silver_path, "event_date", TODAY)["files_removed"]
-    serving_sync.run(namespace)
+    serving_sync.run("market", namespace)
     trades_after, _, (version_after, synced_before) = serving(platform, schema)
     assert version_after > version
     assert synced_before == synced and len(trades_after) == len(silver)
@@ -139,7 +138,7 @@ def test_sync_follows_silver_exactly_once_and_a_replay_changes_nothing(spark, pl
     assert last_commit(spark, silver_path)["version"] == report["silver_version"] + 1
     again = check_silver(spark, layout, sent["trades"])
     pd.testing.assert_frame_equal(business(again), business(original))
-    trades, bars, (_, synced_after) = serving(platform, serving_schema(namespace))
+    trades, bars, (_, synced_after) = serving(platform, schema)
     assert sorted(trades["trade_id"]) == sorted(again["trade_id"])
     assert synced_after == synced_before  # no served row was new or changed
     assert_bars_match(bars, again)
@@ -162,7 +161,7 @@ def test_replay_refuses_a_bad_request_in_one_sentence(platform):
 
 
 def test_replay_bounds_come_from_the_enrichment_checkpoint():
-    from spark.jobs.replay import ReplayError, consumed_version, replace_predicate
+    from spark.jobs.market.replay import ReplayError, consumed_version, replace_predicate
 
     assert consumed_version({"reservoirVersion": 7, "index": -1, "isStartingVersion": False}) == 6
     with pytest.raises(ReplayError, match="inside version 7"):

@@ -15,19 +15,19 @@ import time
 import psycopg
 import pytest
 
-from lakehouse import supervision
-from lakehouse.registry import STREAM_JOBS
+from lakehouse import drivers
+from lakehouse.registry import load_registry
 from tests.conftest import airflow_dags_test
 from tests.market import START_MS, check_silver, produce, rows, send_sentinel, table, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.spark, pytest.mark.slow]
 
-JOB = STREAM_JOBS["market_pipeline"]
+JOB = load_registry().job("market_pipeline")
 
 
 def running(settings, job_key: str) -> bool:
-    with supervision.connect(settings) as conn:
-        return supervision.lock_holder(conn, job_key) is not None
+    with drivers.connect(settings) as conn:
+        return drivers.lock_holder(conn, job_key) is not None
 
 
 def driver_pid(settings, job_key: str) -> int:
@@ -38,7 +38,7 @@ def driver_pid(settings, job_key: str) -> int:
 
 
 def test_supervisor_restarts_killed_and_hung_drivers_without_loss(spark, platform, layout):
-    namespace = layout.lake_root.rsplit("/", 1)[-1]
+    namespace = layout.namespace
     job_key = JOB.key(namespace)
 
     def cycle(**params) -> str:

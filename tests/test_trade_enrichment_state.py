@@ -8,7 +8,7 @@ import pandas as pd
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from spark.jobs.trade_enrichment.state import (
+from spark.jobs.market.trade_enrichment.state import (
     FLUSH_WATERMARK_MS,
     INPUT_COLUMNS,
     empty_input,

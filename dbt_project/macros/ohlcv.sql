@@ -2,6 +2,10 @@
    From trades for the finest width; wider bars roll up the one-minute bars (a fraction of
    the rows), so the trades are scanned once per build, not once per width.
 
+   Open is the price of the first trade by (event_time, trade_id), close of the last, as in
+   the Postgres serving bars; trades can share an event time, so the trade id breaks ties.
+   A wider bar opens with its first one-minute bar and closes with its last.
+
    Incremental (the one-minute model): only trades from `bars_lookback` before the newest
    stored bar are read (a literal bound, so the Delta scan skips older files), their bars
    recomputed and merged on bar_id. Each symbol's last 49 stored bars before that bound are
@@ -21,14 +25,14 @@ with bars as (
     select
         symbol,
         time_bucket(interval '{{ width }}', event_time) as bar_start,
-        arg_min(price, event_time) as open,
+        first(price order by event_time, trade_id) as open,
         max(price) as high,
         min(price) as low,
-        arg_max(price, event_time) as close,
+        last(price order by event_time, trade_id) as close,
         sum(volume) as volume,
         sum(notional) / nullif(sum(volume), 0) as vwap,
         count(*) as trade_count,
-        arg_max(sector, event_time) as sector
+        last(sector order by event_time, trade_id) filter (where sector is not null) as sector
     from {{ ref('stg_trades') }}
     {%- if incremental %}
     where event_date >= cast(timestamp '{{ bound }}' as date)

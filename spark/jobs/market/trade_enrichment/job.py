@@ -1,4 +1,4 @@
-"""Silver `trades_enriched` (seed 000): bronze trades + reference updates -> enriched trades.
+"""Silver `trades_enriched` of the market pipeline: bronze trades + references -> enriched.
 
 extract: the bronze Delta tables as streams.
 transform: seed 000's union of trades and reference rows with a `kind` column, grouped by a
@@ -29,10 +29,9 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from lakehouse.registry import TABLES
+from lakehouse.layout import Layout
 from spark.delta_sink import append_exactly_once, persisted, writer_lock
-from spark.jobs.market_layout import MarketLayout
-from spark.jobs.trade_enrichment import state as enrichment
+from spark.jobs.market.trade_enrichment import state as enrichment
 
 QUERY_NAME = "trades_enrichment"
 DEFAULT_BUCKETS = 16
@@ -61,7 +60,7 @@ QUARANTINE_REASONS = {
 
 
 def extract(
-    spark: SparkSession, layout: MarketLayout, *, max_files: int | None = None
+    spark: SparkSession, layout: Layout, *, max_files: int | None = None
 ) -> tuple[DataFrame, DataFrame]:
     def stream(name: str) -> DataFrame:
         reader = spark.readStream.format("delta")
@@ -73,7 +72,7 @@ def extract(
 
 
 def union_events(trades: DataFrame, references: DataFrame) -> DataFrame:
-    """Seed 000's union: one row type for both streams, told apart by `kind`."""
+    """The union: one row type for both streams, told apart by `kind`."""
     null_string, null_long = F.lit(None).cast("string"), F.lit(None).cast("long")
     trade_rows = trades.select(
         F.lit("trade").alias("kind"),
@@ -215,15 +214,16 @@ def split_output(output: DataFrame) -> tuple[DataFrame, DataFrame]:
     return silver, quarantine
 
 
-def load_batch(layout: MarketLayout, output: DataFrame, batch_id: int) -> None:
+def load_batch(layout: Layout, output: DataFrame, batch_id: int) -> None:
     silver, quarantine = split_output(output)
     for name, df in (("trades_enriched", silver), ("quarantine_trades_enrichment", quarantine)):
-        append_exactly_once(df, layout.table(name), QUERY_NAME, batch_id, TABLES[name].partitions)
+        table = layout.registry.table(name)
+        append_exactly_once(df, layout.table(table), QUERY_NAME, batch_id, table.partitions)
 
 
 def start(
     spark: SparkSession,
-    layout: MarketLayout,
+    layout: Layout,
     *,
     trigger: dict,
     buckets: int = DEFAULT_BUCKETS,

@@ -1,22 +1,28 @@
-"""Message schemas: evolution rules, Spark schema, and the Python side of validation."""
+"""Contracts: schema evolution rules, the Spark schema, and the Python reading of the rules
+(the market's contracts as the example)."""
 
 import itertools
 
 import pytest
 
-from lakehouse.schemas import (
-    LATEST_TRADE,
-    REFERENCE_RULES,
-    REFERENCE_SCHEMAS,
-    TRADE_RULES,
-    TRADE_SCHEMAS,
+from lakehouse.contracts import (
+    Above,
     Field,
     IncompatibleSchemaError,
+    InRange,
+    Matches,
+    OneOf,
     RecordSchema,
+    Required,
     check_compatible,
-    python_violation,
-    spark_schema,
 )
+from lakehouse.pipelines.market import REFERENCE, TRADE
+
+TRADE_SCHEMAS, REFERENCE_SCHEMAS = TRADE.versions, REFERENCE.versions
+
+
+def python_violation(record, kind):
+    return (TRADE if kind == "trade" else REFERENCE).violation(record)
 
 
 def good_trade(**changes):
@@ -53,8 +59,11 @@ def test_incompatible_changes_are_refused():
 
 
 def test_spark_schema_has_every_field_nullable():
-    struct = spark_schema(LATEST_TRADE)
-    assert [f.name for f in struct.fields] == [f.name for f in LATEST_TRADE.fields]
+    pytest.importorskip("pyspark")
+    from spark.bronze import spark_schema
+
+    struct = spark_schema(TRADE.latest)
+    assert [f.name for f in struct.fields] == [f.name for f in TRADE.latest.fields]
     assert all(f.nullable for f in struct.fields)
     assert struct["price"].dataType.simpleString() == "double"
 
@@ -80,6 +89,8 @@ def test_a_version_1_trade_is_still_valid():
         ({"event_timestamp": 5}, "event_timestamp_out_of_range"),
         ({"price": "12"}, "unparseable_or_mistyped"),
         ({"volume": 1.5}, "unparseable_or_mistyped"),
+        ({"volume": 2**63}, "unparseable_or_mistyped"),
+        ({"price": True}, "unparseable_or_mistyped"),
     ],
 )
 def test_python_violation_names_the_reason(changes, reason):
@@ -87,9 +98,27 @@ def test_python_violation_names_the_reason(changes, reason):
 
 
 def test_rules_name_their_field_and_reasons_are_unique():
-    for rules in (TRADE_RULES, REFERENCE_RULES):
-        reasons = [r.reason for r in rules]
+    for contract in (TRADE, REFERENCE):
+        reasons = [r.reason for r in contract.all_rules]
         assert len(reasons) == len(set(reasons))
-        for rule in rules:
+        for rule in contract.all_rules:
             if rule.reason.startswith("missing_"):
-                assert rule.condition == f"{rule.reason.removeprefix('missing_')} IS NULL"
+                assert rule.sql == f"{rule.reason.removeprefix('missing_')} IS NULL"
+
+
+@pytest.mark.parametrize(
+    ("rule", "sql", "broken", "kept"),
+    [
+        (Required("a"), "a IS NULL", {"a": None}, {"a": 0}),
+        (OneOf("a", "bad_a", ("x", "it's")), "a NOT IN ('x', 'it''s')", {"a": "y"}, {"a": "it's"}),
+        (InRange("a", "a_range", 0, 10), "a < 0 OR a >= 10", {"a": 10}, {"a": 0}),
+        (InRange("a", "a_negative", low=0), "a < 0", {"a": -1}, {"a": 10**9}),
+        (Above("a", "a_not_positive", 0), "a <= 0", {"a": 0}, {"a": 0.5}),
+        (Matches("a", "a_format", "^[A-Z]+$"), "NOT (a RLIKE '^[A-Z]+$')", {"a": "a"}, {"a": "A"}),
+    ],
+)
+def test_each_rule_reads_the_same_in_sql_and_python(rule, sql, broken, kept):
+    assert rule.sql == sql
+    assert rule.broken_by(broken) and not rule.broken_by(kept)
+    # A null breaks no rule but Required, in SQL (comparisons with null are not true) too.
+    assert rule.broken_by({"a": None}) == isinstance(rule, Required)

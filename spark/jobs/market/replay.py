@@ -10,7 +10,7 @@ trades are still held in the stream's state; it emits them itself after the rest
 
 extract: bronze trades in [from, until) and every reference before `until`, at those
   versions (time travel: a replay reads the same input however much bronze grew since).
-transform: seed 000's union, the pure `state.replay` per symbol bucket: every trade once
+transform: the enrichment's union, the pure `state.replay` per symbol bucket: every trade once
   (first copy in Kafka order), as of the reference valid at its event time.
 load: one Delta commit replacing the range (replaceWhere), so a replay is all or nothing,
   and replaying twice gives the same rows (`enriched_at` says when a row was written).
@@ -19,7 +19,7 @@ Unlike the stream, a replay also enriches trades the stream dropped as late and 
 reference updates: the answer is the as-of join over all of bronze, whatever the arrival
 order. Without late data the rows equal the stream's.
 
-    python -m spark.jobs.replay --from 2026-01-01T00:00:00Z [--namespace NS]
+    python -m spark.jobs.market.replay --from 2026-01-01T00:00:00Z [--namespace NS]
 """
 
 from __future__ import annotations
@@ -35,13 +35,12 @@ import typer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.registry import REPLAYABLE_TABLES, STREAM_JOBS
+from lakehouse.drivers import DriverAlreadyRunning, hold_driver_lock
+from lakehouse.layout import InvalidNamespace, Layout
 from lakehouse.replay import check_request
 from lakehouse.settings import load_settings
-from lakehouse.supervision import DriverAlreadyRunning, hold_driver_lock
-from spark.jobs.market_layout import MarketLayout
-from spark.jobs.trade_enrichment import job as enrichment
-from spark.jobs.trade_enrichment import state
+from spark.jobs.market.trade_enrichment import job as enrichment
+from spark.jobs.market.trade_enrichment import state
 
 log = logging.getLogger("replay")
 
@@ -72,7 +71,7 @@ def consumed_version(source_offset: dict) -> int:
     )
 
 
-def read_bounds(spark: SparkSession, layout: MarketLayout) -> Bounds:
+def read_bounds(spark: SparkSession, layout: Layout) -> Bounds:
     """From the enrichment checkpoint's last committed batch (offsets/N with commits/N)."""
     from delta.tables import DeltaTable
 
@@ -103,7 +102,7 @@ def read_bounds(spark: SparkSession, layout: MarketLayout) -> Bounds:
 
 
 def extract(
-    spark: SparkSession, layout: MarketLayout, from_ms: int, bounds: Bounds
+    spark: SparkSession, layout: Layout, from_ms: int, bounds: Bounds
 ) -> tuple[DataFrame, DataFrame]:
     def bronze(table: str, version: int) -> DataFrame:
         return spark.read.format("delta").option("versionAsOf", version).load(layout.table(table))
@@ -154,7 +153,7 @@ def load(silver: DataFrame, path: str, predicate: str) -> None:
     silver.write.format("delta").mode("overwrite").option("replaceWhere", predicate).save(path)
 
 
-def replay(spark: SparkSession, layout: MarketLayout, from_ms: int, *, buckets: int) -> dict:
+def replay(spark: SparkSession, layout: Layout, from_ms: int, *, buckets: int) -> dict:
     from delta.tables import DeltaTable
 
     bounds = read_bounds(spark, layout)
@@ -185,25 +184,24 @@ def replay(spark: SparkSession, layout: MarketLayout, from_ms: int, *, buckets: 
 
 def main(
     from_time: str = typer.Option(..., "--from", help="first event time to rebuild (ISO-8601)"),
-    table: str = typer.Option("trades_enriched", help=f"one of {', '.join(REPLAYABLE_TABLES)}"),
+    table: str = typer.Option("trades_enriched", help="the table to rebuild"),
     namespace: str = typer.Option("", help="replay an isolated run's tables"),
     buckets: int = typer.Option(enrichment.DEFAULT_BUCKETS, min=1, help="symbol hash buckets"),
     master: str = typer.Option("", help="Spark master; default: the configured one"),
     report_file: Path | None = typer.Option(None, help="also write the JSON report here"),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = load_settings()
     try:
-        from_ms = check_request(table, from_time)
-    except ValueError as error:
+        layout = Layout(settings, namespace)
+        from_ms = check_request(layout.registry, table, from_time)
+    except (InvalidNamespace, ValueError) as error:
         typer.echo(f"{error}.")
         raise typer.Exit(2) from None
-    settings = load_settings()
     from spark.session import build_spark_session
 
-    layout = (
-        MarketLayout.isolated(settings, namespace) if namespace else MarketLayout.default(settings)
-    )
-    job_key = STREAM_JOBS["market_pipeline"].key(namespace)
+    _, job = layout.registry.owner(table)
+    job_key = job.key(namespace)
     try:
         with hold_driver_lock(settings, job_key):
             spark = build_spark_session("replay", settings, master=master or None)

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.duck import lake_connection
 from lakehouse.settings import Settings
-from spark.bench.enrichment import generate_trades
+from spark.jobs.market.bench.enrichment import generate_trades
 from spark.maintenance import files_per_partition, optimize_closed_partitions
 
 MINUTES_PER_DAY = 1440

@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.state import GroupStateTimeout
 
-from spark.jobs.trade_enrichment import job as enrichment
+from spark.jobs.market.trade_enrichment import job as enrichment
 
 SECTORS = ["Technology", "Financials", "Energy", "Health Care", "Industrials", "Utilities"]
 REFERENCE_EVERY = 200  # one reference update per this many trades, as the simulator does

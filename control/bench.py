@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import importlib
 import json
+import random
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import typer
 
-from lakehouse.settings import PROJECT_ROOT, load_settings
+from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
 
 bench_app = typer.Typer(
     help="Benchmarks (JSON results under bench-results/).", no_args_is_help=True
@@ -44,7 +47,7 @@ def _with_spark(name: str, work, *, needs_platform: bool = False):
 
     settings = load_settings()
     if needs_platform:
-        from lakehouse.health import check_services
+        from infra.health import check_services
 
         down = [service for service, ok in check_services(settings).items() if not ok]
         if down:
@@ -60,7 +63,7 @@ def _with_spark(name: str, work, *, needs_platform: bool = False):
 
 
 def _enrichment(rows: int, symbols: int, repeat: int, buckets: int, as_json: bool) -> None:
-    from spark.bench import enrichment
+    from spark.jobs.market.bench import enrichment
 
     result = _with_spark(
         "enrichment",
@@ -77,12 +80,31 @@ def _enrichment(rows: int, symbols: int, repeat: int, buckets: int, as_json: boo
     _emit(result, f"enrichment-{symbols}", as_json)
 
 
+def ticker_queries(settings: Settings, lookups: int = 200) -> dict:
+    """The dashboard's per-ticker query on built marts: p50 and p95 in ms."""
+    from dashboard import queries
+
+    timings = []
+    with queries.marts(settings) as marts:
+        names = queries.symbols(marts)
+        rng = random.Random(1)
+        for _ in range(lookups):
+            began = time.perf_counter()
+            queries.bars(marts, rng.choice(names), "1 minute")
+            timings.append((time.perf_counter() - began) * 1000)
+    return {
+        "ticker_query_p50_ms": round(statistics.median(timings), 1),
+        "ticker_query_p95_ms": round(statistics.quantiles(timings, n=20)[18], 1),
+    }
+
+
 def _run(name: str, rows: int, as_json: bool, *, needs_platform: bool = False) -> None:
-    """The benches whose module has run(spark, settings, rows=, log=)."""
-    bench = importlib.import_module(f"spark.bench.{name}")
+    """The market benches whose module has run(spark, settings, rows=, log=)."""
+    bench = importlib.import_module(f"spark.jobs.market.bench.{name}")
+    extra = {"measure_marts": ticker_queries} if name == "analytics" else {}
     result = _with_spark(
         name,
-        lambda spark, settings: bench.run(spark, settings, rows=rows, log=_log),
+        lambda spark, settings: bench.run(spark, settings, rows=rows, log=_log, **extra),
         needs_platform=needs_platform,
     )
     _emit(result, name, as_json)

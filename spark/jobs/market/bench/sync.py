@@ -19,42 +19,48 @@ import psycopg
 from pyspark.sql import SparkSession
 
 from lakehouse import serving_sync
+from lakehouse.layout import Layout
+from lakehouse.pipelines.market import PIPELINE
 from lakehouse.settings import Settings
-from spark.bench.analytics import silver_trades, write_lake
+from spark.jobs.market.bench.analytics import silver_trades, write_lake
 
-SCHEMA = "bench_sync"
+SPEC = PIPELINE.serving[0]
+COLUMNS = SPEC.columns
 
 
-def _copy_baseline(settings: Settings, rows) -> float:
+def _copy_baseline(settings: Settings, schema: str, rows) -> float:
     """Seconds to COPY `rows` (Arrow, the serving columns) into the baseline table."""
-    csv = b"".join(serving_sync.csv_chunks(rows.select(list(serving_sync.COLUMNS))))
+    csv = b"".join(serving_sync.csv_chunks(rows.select(list(COLUMNS))))
     with psycopg.connect(settings.postgres_dsn()) as conn:
         conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.copy_baseline (LIKE {SCHEMA}.trades_enriched"
+            f"CREATE TABLE IF NOT EXISTS {schema}.copy_baseline (LIKE {schema}.trades_enriched"
             " INCLUDING CONSTRAINTS INCLUDING INDEXES)"
         )
         conn.commit()
         began = time.perf_counter()
         with conn.cursor().copy(
-            f"COPY {SCHEMA}.copy_baseline ({', '.join(serving_sync.COLUMNS)})"
-            " FROM STDIN (FORMAT csv)"
+            f"COPY {schema}.copy_baseline ({', '.join(COLUMNS)}) FROM STDIN (FORMAT csv)"
         ) as copy:
             copy.write(csv)
         conn.commit()
         return time.perf_counter() - began
 
 
-def _one_run(settings: Settings, path: str, rows: int, versions: tuple[int, int]) -> dict:
+def _one_run(settings: Settings, layout: Layout, rows: int, versions: tuple[int, int]) -> dict:
     """Sync the snapshot of the first day, then the second day's version from the change
     feed, each against its baseline COPY."""
+    schema, path = layout.serving_schema, layout.table(SPEC.source)
     with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    serving_sync.prepare_schema(settings, layout)
     first_day, second_day = versions
-    first = serving_sync.sync(settings, path, SCHEMA, 1_000_000, until_version=first_day)
-    copy_s = _copy_baseline(settings, serving_sync.extract(settings, path, None, first_day))
-    second = serving_sync.sync(settings, path, SCHEMA, 1_000_000, until_version=second_day)
-    appended = serving_sync.extract(settings, path, first_day, second_day)
-    incremental_copy_s = _copy_baseline(settings, appended)
+    first = serving_sync.sync(settings, SPEC, layout, 1_000_000, until_version=first_day)
+    copy_s = _copy_baseline(
+        settings, schema, serving_sync.extract(settings, SPEC, path, None, first_day)
+    )
+    second = serving_sync.sync(settings, SPEC, layout, 1_000_000, until_version=second_day)
+    appended = serving_sync.extract(settings, SPEC, path, first_day, second_day)
+    incremental_copy_s = _copy_baseline(settings, schema, appended)
     for report in (first, second):
         if report["rows_inserted"] != rows:
             raise RuntimeError(f"sync inserted {report['rows_inserted']} of {rows} rows")
@@ -70,16 +76,17 @@ def run(spark: SparkSession, settings: Settings, *, rows: int, repeat: int = 3, 
     root = settings.home / "bench" / f"sync-{rows}"
     shutil.rmtree(root, ignore_errors=True)
     log(f"writing {rows:,} silver trades, then {rows:,} more of the next day")
-    write_lake(spark, root, rows, symbols=500)
-    path = str(root / "silver" / "trades_enriched")
+    write_lake(spark, settings, root, rows, symbols=500)
+    layout = Layout(settings, "bench_sync", lake_root=str(root))
+    path = layout.table(SPEC.source)
     silver_trades(spark, rows, symbols=500, day=1).write.format("delta").mode("append").save(path)
     runs = []
     for attempt in range(repeat):
-        runs.append(_one_run(settings, path, rows, versions=(0, 1)))
+        runs.append(_one_run(settings, layout, rows, versions=(0, 1)))
         timings = ", ".join(f"{key} {value:.2f}" for key, value in runs[-1].items())
         log(f"  run {attempt + 1}/{repeat}: {timings}")
     with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+        conn.execute(f"DROP SCHEMA {layout.serving_schema} CASCADE")
     shutil.rmtree(root, ignore_errors=True)
     median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     return {

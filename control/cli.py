@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lakehouse import platform
-from lakehouse.bench_cli import bench_app
+from control import platform
+from control.bench import bench_app
 from lakehouse.install import InstallError, install
 from lakehouse.java import java_major_version, java_problem
 from lakehouse.process import port_bindable
@@ -206,6 +206,57 @@ def dbt_command(ctx: typer.Context) -> None:
     raise typer.Exit(run_dbt(load_settings(), ctx.args or ["build"]).returncode)
 
 
+def _layout(settings: Settings, namespace: str):
+    """The namespace's layout, or one sentence saying what is wrong with the namespace or
+    the registry."""
+    from lakehouse.layout import InvalidNamespace, Layout
+    from lakehouse.registry import RegistryError
+
+    try:
+        return Layout(settings, namespace)
+    except (InvalidNamespace, RegistryError) as error:
+        raise _fail(f"{error}.", 2) from None
+
+
+@app.command()
+def migrate(
+    namespace: str = typer.Option("", help="also an isolated run's serving schema"),
+) -> None:
+    """Bring the Postgres tables to their newest version (`up` does this too)."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from lakehouse.migrations import upgrade_platform, upgrade_serving
+
+    settings = load_settings()
+    layout = _layout(settings, namespace)
+    try:
+        applied = upgrade_platform(settings)
+        applied += upgrade_serving(
+            settings, layout.serving_schema, layout.registry.migration_locations
+        )
+    except (OperationalError, psycopg.OperationalError) as error:
+        raise _fail(f"Postgres is not reachable ({error}): start the platform (make up).") from None
+    console.print(f"applied: {', '.join(applied)}" if applied else "up to date")
+
+
+@app.command()
+def pipelines() -> None:
+    """The registered pipelines: their job, topics, tables, serving tables and dbt models."""
+    layout = _layout(load_settings(), "")
+    table = Table("pipeline", "job", "topics", "tables (writer)", "serving", "dbt")
+    for p in layout.registry.pipelines:
+        table.add_row(
+            p.name,
+            p.job,
+            "\n".join(t.name for t in p.topics) or "-",
+            "\n".join(f"{t.name} ({t.writer})" for t in p.tables) or "-",
+            "\n".join(s.target for s in p.serving) or "-",
+            p.dbt_select or "-",
+        )
+    console.print(table)
+
+
 @app.command()
 def stream(
     action: str = typer.Argument(..., help="status, start, stop or restart"),
@@ -216,26 +267,25 @@ def stream(
     import psycopg
 
     from infra.airflow import AirflowService
-    from lakehouse import supervision
-    from lakehouse.registry import STREAM_JOBS
+    from lakehouse import drivers, supervision
 
-    if job not in STREAM_JOBS:
-        raise _fail(f"unknown job {job!r}; registered: {', '.join(sorted(STREAM_JOBS))}", 2)
+    settings = load_settings()
+    layout = _layout(settings, namespace)
+    if job not in layout.registry.jobs:
+        registered = ", ".join(sorted(layout.registry.jobs))
+        raise _fail(f"unknown job {job!r}; registered: {registered}", 2)
     if action not in ("status", "start", "stop", "restart"):
         raise _fail(f"unknown action {action!r}: status, start, stop or restart", 2)
-    settings = load_settings()
+    stream_job = layout.registry.job(job)
     # The driver is submitted exactly as the Airflow task submits it (same connection, env).
     os.environ.update(AirflowService(settings).environment())
     try:
         if action == "status":
-            with supervision.connect(settings) as conn:
-                supervision.ensure_tables(conn)
-                state = supervision.read_state(
-                    conn, STREAM_JOBS[job], STREAM_JOBS[job].key(namespace)
-                )
+            with drivers.connect(settings) as conn:
+                state = supervision.read_state(conn, stream_job, stream_job.key(namespace))
             console.print_json(json.dumps(state.__dict__, default=str))
             return
-        console.print(supervision.control(settings, STREAM_JOBS[job], namespace, action))
+        console.print(supervision.control(settings, stream_job, namespace, action))
     except supervision.SupervisionError as error:
         raise _fail(str(error)) from None
     except psycopg.OperationalError as error:
@@ -245,22 +295,22 @@ def stream(
 @app.command()
 def replay(
     from_time: str = typer.Option(..., "--from", help="first event time to rebuild (ISO-8601)"),
-    table: str = typer.Option("trades_enriched", help="the silver table to rebuild"),
+    table: str = typer.Option("trades_enriched", help="a replayable table (lakehouse pipelines)"),
     namespace: str = typer.Option("", help="an isolated run's namespace"),
 ) -> None:
-    """Rebuild a silver table from bronze from a time on (what the replay DAG does); the
-    owning stream is stopped meanwhile and started again if it was meant to run."""
+    """Rebuild a replayable table from its inputs from a time on (what the replay DAG does);
+    the owning stream is stopped meanwhile and started again if it was meant to run."""
     import psycopg
 
     from infra.airflow import AirflowService
     from lakehouse import replay as lake_replay
     from lakehouse import spark_submit, supervision
 
+    settings = load_settings()
     try:
-        lake_replay.check_request(table, from_time)
+        lake_replay.check_request(_layout(settings, namespace).registry, table, from_time)
     except ValueError as error:
         raise _fail(f"{error}.", 2) from None
-    settings = load_settings()
     os.environ.update(AirflowService(settings).environment())
     # spark-submit's output (the replay's progress and any refusal) goes to this log.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -1,0 +1,96 @@
+"""The driver's side of supervision: the lock a streaming driver holds for its whole life
+and the heartbeats its progress listener writes. Airflow's side (policy, launch, stop) is
+lakehouse/supervision.py; both meet in Postgres:
+
+- Each running driver holds a session-level advisory lock keyed by its job key. When the
+  driver dies its socket closes and Postgres drops the lock, so "alive" never depends on a
+  pid file or on the task that launched it, and a second driver cannot take the lock.
+- `stream_drivers`: the desired state, the lock holder's pid and host, restart counts.
+- `stream_heartbeat`: the last event per query (progress or idle).
+The tables come from the migrations (lakehouse/migrations/), applied by `lakehouse up`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+from lakehouse.settings import Settings
+
+LOCK_CLASS = 0x4C48  # first key of every driver lock ("LH"); the second is the job key's hash
+
+
+class DriverAlreadyRunning(RuntimeError):
+    pass
+
+
+def lock_key(job_key: str) -> int:
+    return zlib.crc32(job_key.encode()) & 0x7FFFFFFF
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def connect(settings: Settings) -> psycopg.Connection:
+    # Keepalives: a driver on a dead host must not keep its lock for hours.
+    return psycopg.connect(
+        settings.postgres_dsn(),
+        autocommit=True,
+        connect_timeout=10,
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
+    )
+
+
+def lock_holder(conn: psycopg.Connection, job_key: str) -> int | None:
+    """The Postgres backend pid holding the job's lock, or None when no driver runs."""
+    row = conn.execute(
+        """SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 2""",
+        (LOCK_CLASS, lock_key(job_key)),
+    ).fetchone()
+    return row[0] if row else None
+
+
+@contextmanager
+def hold_driver_lock(settings: Settings, job_key: str) -> Iterator[None]:
+    """Held by a driver for its whole life; raises DriverAlreadyRunning if another holds it."""
+    conn = connect(settings)
+    try:
+        (acquired,) = conn.execute(
+            "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(job_key))
+        ).fetchone()
+        if not acquired:
+            row = conn.execute(
+                "SELECT pid, host FROM stream_drivers WHERE job_key = %s", (job_key,)
+            ).fetchone()
+            holder = f"pid {row[0]} on {row[1]}" if row else "another process"
+            raise DriverAlreadyRunning(f"{job_key} is already running ({holder})")
+        conn.execute(
+            """INSERT INTO stream_drivers (job_key, pid, pgid, host, started_at)
+               VALUES (%(job)s, %(pid)s, %(pgid)s, %(host)s, now())
+               ON CONFLICT (job_key) DO UPDATE SET pid = EXCLUDED.pid, pgid = EXCLUDED.pgid,
+                   host = EXCLUDED.host, started_at = now(), updated_at = now()""",
+            {"job": job_key, "pid": os.getpid(), "pgid": os.getpgid(0), "host": host_name()},
+        )
+        yield
+    finally:
+        conn.close()  # closing the session releases the lock
+
+
+def record_heartbeat(conn: psycopg.Connection, job_key: str, query: str, batch_id=None) -> None:
+    conn.execute(
+        """INSERT INTO stream_heartbeat (job_key, query_name, last_event_at, last_batch_id)
+           VALUES (%s, %s, now(), %s)
+           ON CONFLICT (job_key, query_name) DO UPDATE SET last_event_at = now(),
+               last_batch_id = COALESCE(EXCLUDED.last_batch_id, stream_heartbeat.last_batch_id)""",
+        (job_key, query, batch_id),
+    )

@@ -1,0 +1,6 @@
+"""The platform's pipelines: one declaration each (docs/architecture.md, "Adding a pipeline")."""
+
+from lakehouse.pipelines import market
+from lakehouse.registry import Registry
+
+REGISTRY = Registry((market.PIPELINE,))

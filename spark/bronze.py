@@ -1,0 +1,103 @@
+"""Bronze routing, shared by every pipeline: parse each raw record with its contract
+(lakehouse/contracts.py), validate it with the contract's rules and route it to accepted
+or quarantine, with where it came from.
+
+A source is turned into raw records first, one row per record with `raw_key`, `raw_value`
+and its provenance columns:
+- Kafka (`kafka_records`): topic, partition, offset and the broker's timestamp;
+- files (`file_lines`): the file's path and the line number in it (1-based; a header line
+  is line 1), from files read whole, so a line is never split across tasks.
+Then `route` parses JSON or CSV values (PERMISSIVE: a value that does not fit the schema is
+a reason, not an exception) and adds `reason`, null for a valid record. Transforms are pure
+DataFrame -> DataFrame, tested without a source.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
+
+from lakehouse.contracts import UNPARSEABLE, Contract, RecordSchema, Rule
+
+KAFKA_SOURCE_SCHEMA = (
+    "key binary, value binary, topic string, partition int, offset long, "
+    "timestamp timestamp, timestampType int"
+)
+KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
+FILE_COLUMNS = ("source_file", "source_line")
+QUARANTINE_COLUMNS = ("reason", "raw_key", "raw_value")
+_CORRUPT = "_unparseable"
+
+
+def spark_schema(schema: RecordSchema) -> StructType:
+    """The StructType to parse a message with: every field nullable, validation decides."""
+    types = {"string": StringType(), "long": LongType(), "double": DoubleType()}
+    return StructType([StructField(f.name, types[f.type], True) for f in schema.fields])
+
+
+def kafka_records(raw: DataFrame) -> DataFrame:
+    """Kafka source rows -> raw records with their Kafka position."""
+    return raw.select(
+        F.col("key").cast("string").alias("raw_key"),
+        F.col("value").cast("string").alias("raw_value"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+    )
+
+
+def file_lines(files: DataFrame, *, skip_header: bool = True) -> DataFrame:
+    """Whole files (the text source with wholetext=true, plus `_metadata.file_path`) ->
+    one raw record per non-empty line, with the file and the line number."""
+    lines = files.select(
+        F.col("_metadata.file_path").alias("source_file"),
+        F.posexplode(F.split(F.col("value"), r"\r?\n")).alias("index", "raw_value"),
+    )
+    lines = lines.where(F.length("raw_value") > 0)
+    if skip_header:
+        lines = lines.where(F.col("index") > 0)
+    return lines.select(
+        F.lit(None).cast("string").alias("raw_key"),
+        "raw_value",
+        "source_file",
+        (F.col("index") + 1).alias("source_line"),
+    )
+
+
+def first_violation(rules: tuple[Rule, ...]) -> Column:
+    """The reason of the first rule the record breaks, or null when it breaks none."""
+    reason = F.lit(None).cast("string")
+    for rule in reversed(rules):
+        reason = F.when(F.expr(rule.sql), F.lit(rule.reason)).otherwise(reason)
+    return reason
+
+
+def route(records: DataFrame, contract: Contract, *, fmt: str = "json") -> DataFrame:
+    """Raw records -> their typed fields + `reason` (null when valid), provenance kept."""
+    fields = spark_schema(contract.latest).add(_CORRUPT, "string")
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+    if fmt == "json":
+        parsed = F.from_json(F.col("raw_value"), fields, options)
+    elif fmt == "csv":
+        ddl = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in fields.fields)
+        parsed = F.from_csv(F.col("raw_value"), ddl, options)
+    else:
+        raise ValueError(f"unknown record format {fmt!r}: json or csv")
+    routed = records.select("*", parsed.alias("_record")).select("*", "_record.*")
+    reason = (
+        F.when(F.col("raw_value").isNull(), F.lit("empty_payload"))
+        .when(F.col(_CORRUPT).isNotNull(), F.lit(UNPARSEABLE))
+        .otherwise(first_violation(contract.all_rules))
+    )
+    return routed.withColumn("reason", reason).drop("_record", _CORRUPT)
+
+
+def accepted(routed: DataFrame) -> DataFrame:
+    return routed.where(F.col("reason").isNull())
+
+
+def quarantined(routed: DataFrame, provenance: tuple[str, ...]) -> DataFrame:
+    """The refused records: the reason, the raw payload and where it came from."""
+    return routed.where(F.col("reason").isNotNull()).select(*QUARANTINE_COLUMNS, *provenance)

@@ -1,0 +1,66 @@
+"""The market pipeline's queries: bronze (Kafka -> Delta) and silver enrichment.
+
+Both run in the driver of the job the registry names (lakehouse/pipelines/market.py), so
+each Delta table has exactly one writer. Parameters (--param market.NAME=VALUE):
+`buckets`, the symbol hash buckets of the stateful step (16), and `watermark`, how late a
+reference or trade may be ('10 seconds').
+"""
+
+from __future__ import annotations
+
+from spark.driver import DriverContext, Starter
+
+DEFAULT_BUCKETS = 16
+DEFAULT_WATERMARK = "10 seconds"
+
+
+class MarketQueries:
+    def __init__(self, params: dict[str, str]) -> None:
+        from spark.jobs.market.trade_enrichment.job import watermark_delay_ms
+
+        unknown = set(params) - {"buckets", "watermark"}
+        if unknown:
+            raise ValueError(
+                f"the market pipeline has no parameter {', '.join(sorted(unknown))} "
+                "(it takes buckets and watermark)"
+            )
+        try:
+            self.buckets = int(params.get("buckets", DEFAULT_BUCKETS))
+        except ValueError:
+            self.buckets = 0
+        if self.buckets < 1:
+            raise ValueError(
+                f"market.buckets must be a whole number >= 1, not {params['buckets']!r}"
+            )
+        self.watermark = params.get("watermark", DEFAULT_WATERMARK)
+        watermark_delay_ms(self.watermark)  # ValueError in one sentence
+
+    def prepare(self, ctx: DriverContext) -> None:
+        from spark.jobs.market import bronze
+
+        bronze.ensure_tables(ctx.spark, ctx.layout)
+
+    def starters(self, ctx: DriverContext) -> list[Starter]:
+        from spark.jobs.market import bronze
+        from spark.jobs.market.trade_enrichment import job as enrichment
+
+        def start_bronze():
+            return bronze.start(
+                ctx.spark,
+                ctx.settings,
+                ctx.layout,
+                trigger=ctx.trigger,
+                max_offsets=ctx.max_offsets,
+            )
+
+        def start_silver():
+            return enrichment.start(
+                ctx.spark,
+                ctx.layout,
+                trigger=ctx.trigger,
+                buckets=self.buckets,
+                watermark=self.watermark,
+            )
+
+        # Silver reads bronze: a drain runs bronze first so silver sees all of it.
+        return [start_bronze, start_silver]
