@@ -54,9 +54,13 @@ def lake_maintenance():
             params = get_current_context()["params"]
             skip_unless_chosen(job_name, params["jobs"])
             settings = task_settings()
+            registry = load_registry(settings)
+            unknown = set(params["tables"]) - set(registry.tables)
+            if unknown:
+                raise ValueError(f"no table {', '.join(sorted(unknown))} is registered")
             return maintenance.maintain_job(
                 settings,
-                load_registry(settings).job(job_name),
+                registry.job(job_name),
                 params["namespace"],
                 retention_hours=float(params["retention_hours"]),
                 closed_after_hours=float(params["closed_after_hours"]),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
+from lakehouse.layout import check_namespace
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -122,13 +123,13 @@ def maintain_job(
     timeout_s: float,
     tables: list[str] | None = None,
 ) -> list[dict]:
-    """OPTIMIZE (date-partitioned tables) then VACUUM the job's tables (all, or `tables`);
-    wait for the driver's answers."""
-    job_key = job.key(namespace)
+    """OPTIMIZE (date-partitioned tables) then VACUUM the job's tables (all, or those of
+    `tables` it writes); wait for the driver's answers."""
+    job_key = job.key(check_namespace(namespace))
     chosen = [t for t in job.tables() if not tables or t.name in tables]
-    unknown = set(tables or ()) - {t.name for t in job.tables()}
-    if unknown:
-        raise MaintenanceError(f"{job_key} does not write {', '.join(sorted(unknown))}")
+    if not chosen:
+        log.info("%s writes none of %s: nothing to do", job_key, ", ".join(tables or ()))
+        return []
     ids = [
         submit(settings, job_key, t.name, "optimize", closed_after_hours=closed_after_hours)
         for t in chosen

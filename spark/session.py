@@ -56,7 +56,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.executorEnv.PYTHONWARNINGS": "ignore::FutureWarning:pyspark.sql.pandas.serializers",
         "spark.pyspark.driver.python": sys.executable,
         "spark.executorEnv.PYTHONPATH": os.pathsep.join(sys.path),
-        # S3A against a non-AWS server on loopback (ARCHITECTURE.md §2).
+        # S3A against a non-AWS server on loopback (docs/architecture.md).
         "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint,
         "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region,
         "spark.hadoop.fs.s3a.access.key": settings.s3_access_key or "",
@@ -69,7 +69,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         "spark.hadoop.fs.s3a.attempts.maximum": "3",
         "spark.hadoop.fs.s3a.retry.limit": "3",
-        # One driver writes each Delta table (ARCHITECTURE.md §3); this log store
+        # One driver writes each Delta table (docs/architecture.md); this log store
         # serialises commits inside that driver.
         "spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore",
     }

@@ -36,10 +36,11 @@ SYMBOLS = {
     "BBB": ("Bbb Bancorp", "Financials"),
     "CCC": ("Ccc Petroleum", "Energy"),
 }
-# The trades of a tie are written in this order; as text it is 10 < 9 < 900 < 91, so the
-# first by trade id is neither the first nor the last written, and so is the last.
+# The trades of a tie are written in this order; as text it is 10 < 9 < 900 < 91, so
+# neither the first nor the last by trade id is the first or the last written.
 TIE_SUFFIXES = ("9", "10", "91", "900")
-# Only these symbol-minutes' ties, and the trades between them, are in the first commit.
+# The first commit holds these minutes' trades but the last two of each tie; the second
+# commit the rest, so the sync recomputes these minutes and meets the later ones new.
 FIRST_COMMIT_MINUTES = range(5)
 BAR_COLUMNS = ["symbol", "bar_start", "open", "high", "low", "close", "volume", "trade_count"]
 

@@ -57,7 +57,8 @@ def test_a_registry_with_another_pipeline_gets_its_tasks_without_dag_changes(mon
         "pings_job",
     }
     supervise = dags["stream_supervisor"].get_task("supervise")
-    assert sorted(supervise.op_kwargs_expand_input.value["job_name"]) == ["market_pipeline", "pings_job"]
+    mapped = supervise.op_kwargs_expand_input.value["job_name"]
+    assert sorted(mapped) == ["market_pipeline", "pings_job"]
     maintenance = {t.task_id for t in dags["lake_maintenance"].tasks}
     assert maintenance == {"maintain_market_pipeline", "maintain_pings_job"}
     sync = {t.task_id: {o.uri for o in t.outlets} for t in dags["postgres_sync"].tasks}

@@ -58,7 +58,7 @@ def test_maintenance_runs_in_the_driver_while_the_stream_writes(spark, platform,
         wait_for(lambda: rows(spark, layout, "bronze_trades") > 1000, 600, "the first batches")
         total = sent["trades"]
         # The stream is still working through its backlog while this runs.
-        conf = {"namespace": namespace, "tables": tables}
+        conf = {"namespace": namespace, "jobs": ["market_pipeline"], "tables": tables}
         airflow_dags_test(platform, "lake_maintenance", conf)
         assert driver.poll() is None, "the stream died during maintenance"
         send_sentinel(platform, layout, START_MS + 24 * 3600 * 1000)

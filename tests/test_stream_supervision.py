@@ -42,7 +42,7 @@ def test_supervisor_restarts_killed_and_hung_drivers_without_loss(spark, platfor
     job_key = JOB.key(namespace)
 
     def cycle(**params) -> str:
-        conf = {"namespace": namespace, "backoff_base_s": 0, **params}
+        conf = {"namespace": namespace, "jobs": [JOB.name], "backoff_base_s": 0, **params}
         return airflow_dags_test(platform, "stream_supervisor", conf)
 
     first = produce(layout, count=4000, seed=11, start_ms=START_MS)

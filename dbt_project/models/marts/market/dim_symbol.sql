@@ -1,10 +1,10 @@
 {{ config(materialized='table') }}
--- One row per traded symbol, with its latest company data: the small side the marts'
+-- One row per traded symbol, with its latest company data (ties by trade id, as the bars): the small side the marts'
 -- relationship tests point at (a relationship to stg_trades would rescan every trade).
 select
     symbol,
-    arg_max(company_name, event_time) as company_name,
-    arg_max(sector, event_time) as sector,
+    last(company_name order by event_time, trade_id) as company_name,
+    last(sector order by event_time, trade_id) as sector,
     min(event_time) as first_trade_at,
     max(event_time) as last_trade_at,
     count(*) as trades

@@ -1,7 +1,7 @@
 """Silver `trades_enriched` of the market pipeline: bronze trades + references -> enriched.
 
 extract: the bronze Delta tables as streams.
-transform: seed 000's union of trades and reference rows with a `kind` column, grouped by a
+transform: the union of trades and reference rows with a `kind` column, grouped by a
 hash bucket of the symbol (many symbols per group: one pandas call costs about 6 ms, so one
 call per symbol would dominate) and handed to applyInPandasWithState, whose function is
 the pure `state.step`: as-of lookup on a bounded reference history, deduplication by

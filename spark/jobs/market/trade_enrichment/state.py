@@ -1,6 +1,6 @@
 """The enrichment's state function as plain pandas: no Spark here, so it is unit-tested alone.
 
-One call handles one *bucket* (many symbols) of one micro-batch: rows of seed 000's union
+One call handles one *bucket* (many symbols) of one micro-batch: rows of the enrichment's union
 (`kind` = "trade" or "reference") plus the bucket's state, and the query's event-time
 watermark.
 
