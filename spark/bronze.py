@@ -28,6 +28,7 @@ KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timest
 FILE_COLUMNS = ("source_file", "source_line")
 QUARANTINE_COLUMNS = ("reason", "raw_key", "raw_value")
 _CORRUPT = "_unparseable"
+_DOCUMENT = "_document"
 
 
 def spark_schema(schema: RecordSchema) -> StructType:
@@ -49,8 +50,9 @@ def kafka_records(raw: DataFrame) -> DataFrame:
 
 
 def file_lines(files: DataFrame, *, skip_header: bool = True) -> DataFrame:
-    """Whole files (the text source with wholetext=true, plus `_metadata.file_path`) ->
-    one raw record per non-empty line, with the file and the line number."""
+    """Whole files (`spark.read.text(path, wholetext=True)` or its readStream twin, with
+    `_metadata` selected) -> one raw record per non-empty line, with the file and the line
+    number."""
     lines = files.select(
         F.col("_metadata.file_path").alias("source_file"),
         F.posexplode(F.split(F.col("value"), r"\r?\n")).alias("index", "raw_value"),
@@ -86,12 +88,29 @@ def route(records: DataFrame, contract: Contract, *, fmt: str = "json") -> DataF
     else:
         raise ValueError(f"unknown record format {fmt!r}: json or csv")
     routed = records.select("*", parsed.alias("_record")).select("*", "_record.*")
+    mistyped = F.col(_CORRUPT).isNotNull()
+    if fmt == "json":
+        routed = routed.withColumn(_DOCUMENT, F.expr("try_parse_json(raw_value)"))
+        mistyped = mistyped | _not_json_strings(contract)
     reason = (
         F.when(F.col("raw_value").isNull(), F.lit("empty_payload"))
-        .when(F.col(_CORRUPT).isNotNull(), F.lit(UNPARSEABLE))
+        .when(mistyped, F.lit(UNPARSEABLE))
         .otherwise(first_violation(contract.all_rules))
     )
-    return routed.withColumn("reason", reason).drop("_record", _CORRUPT)
+    return routed.withColumn("reason", reason).drop("_record", _CORRUPT, _DOCUMENT)
+
+
+def _not_json_strings(contract: Contract) -> Column:
+    """True when a string field holds another JSON type. Spark's JSON reader turns a number,
+    a boolean or an object into its text for a string field; the contract (and its Python
+    reading) calls such a record mistyped, so the value's own JSON type is checked too."""
+    broken = F.lit(False)
+    for field in contract.latest.fields:
+        if field.type == "string":
+            json_type = F.expr(f"schema_of_variant(variant_get({_DOCUMENT}, '$.{field.name}'))")
+            # null: the field is absent (or the document is no JSON: the parse said so).
+            broken = broken | ~F.coalesce(json_type.isin("STRING", "VOID"), F.lit(True))
+    return broken
 
 
 def accepted(routed: DataFrame) -> DataFrame:

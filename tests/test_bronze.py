@@ -23,7 +23,7 @@ VALID_TRADE = {
     "event_timestamp": 1_767_225_600_000,
     "exchange": "XNAS",
 }
-ODD_VALUES = [None, 0, -1, 0.0, -2.5, 1e300, 2**63, "ABC", "abc", "", "x" * 7, True, 7, 2]
+ODD_VALUES = [None, 0, -1, 0.0, -2.5, 1e300, 2**63, "ABC", "abc", "", "x" * 7, True, 7, 2, [1]]
 
 
 def generated_trades(count: int, seed: int) -> list[dict]:
@@ -79,7 +79,7 @@ def test_file_lines_keep_file_and_line_and_parse_csv(spark, tmp_path):
     )
     (tmp_path / "one.csv").write_text("id,kind\nr1,a\nr2,zzz\n\nr3,b\n")
     (tmp_path / "two.csv").write_text("id,kind\r\nr4,b\r\n")
-    files = spark.read.option("wholetext", "true").text(str(tmp_path)).select("value", "_metadata")
+    files = spark.read.text(str(tmp_path), wholetext=True).select("value", "_metadata")
     routed = bronze.route(bronze.file_lines(files), contract, fmt="csv").toPandas()
     routed["file"] = routed["source_file"].str.rsplit("/", n=1).str[-1]
     got = sorted(
