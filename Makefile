@@ -51,7 +51,7 @@ bench: install ## benchmarks, JSON results under bench-results/
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check lakehouse infra spark producers dashboard dags tests
+	$(VENV)/bin/ruff format --check lakehouse control infra spark producers dashboard dags tests
 
 clean: down ## stop and delete all local data (.lakehouse)
 	rm -rf .lakehouse .lakehouse-test

@@ -24,25 +24,24 @@ The serving tables themselves come from the migrations (lakehouse/migrations/).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import typer
 
 from lakehouse.kit import ServingSpec
 from lakehouse.layout import InvalidNamespace, Layout
+from lakehouse.pg_copy import copy_rows
 from lakehouse.registry import RegistryError
 from lakehouse.settings import Settings, load_settings
 
@@ -130,16 +129,6 @@ def last_change_per_key(changes: pa.Table, spec: ServingSpec) -> pa.Table:
         ).fetch_arrow_table()
 
 
-def csv_chunks(rows: pa.Table, chunk_rows: int = 65_536) -> Iterator[bytes]:
-    """The rows as CSV without a header, a chunk at a time: COPY takes each while the next
-    is encoded, so encoding overlaps with Postgres' ingestion."""
-    options = pacsv.WriteOptions(include_header=False)
-    for batch in rows.to_batches(max_chunksize=chunk_rows):
-        buffer = io.BytesIO()
-        pacsv.write_csv(batch, buffer, write_options=options)
-        yield buffer.getvalue()
-
-
 # ---- load -------------------------------------------------------------------------
 
 
@@ -148,12 +137,6 @@ def synced_version(conn: psycopg.Connection, schema: str, source: str) -> int | 
         f"SELECT delta_version FROM {schema}.sync_progress WHERE source = %s", (source,)
     ).fetchone()
     return row[0] if row else None
-
-
-def copy_rows(conn: psycopg.Connection, table: str, columns: Sequence[str], rows: pa.Table) -> None:
-    with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
-        for chunk in csv_chunks(rows.select(list(columns))):
-            copy.write(chunk)
 
 
 def _append(conn: psycopg.Connection, schema: str, spec: ServingSpec, rows: pa.Table) -> bool:

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
+from lakehouse.pg_copy import csv_chunks
 from lakehouse.pipelines.market import PIPELINE
 from lakehouse.pipelines.market_bars import range_bars
-from lakehouse.serving_sync import csv_chunks, last_change_per_key
+from lakehouse.serving_sync import last_change_per_key
 
 SPEC = PIPELINE.serving[0]
 COLUMNS = SPEC.columns

@@ -20,6 +20,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse import serving_sync
 from lakehouse.layout import Layout
+from lakehouse.pg_copy import csv_chunks
 from lakehouse.pipelines.market import PIPELINE
 from lakehouse.settings import Settings
 from spark.jobs.market.bench.analytics import silver_trades, write_lake
@@ -30,7 +31,7 @@ COLUMNS = SPEC.columns
 
 def _copy_baseline(settings: Settings, schema: str, rows) -> float:
     """Seconds to COPY `rows` (Arrow, the serving columns) into the baseline table."""
-    csv = b"".join(serving_sync.csv_chunks(rows.select(list(COLUMNS))))
+    csv = b"".join(csv_chunks(rows.select(list(COLUMNS))))
     with psycopg.connect(settings.postgres_dsn()) as conn:
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {schema}.copy_baseline (LIKE {schema}.trades_enriched"
