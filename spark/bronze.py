@@ -28,7 +28,6 @@ KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timest
 FILE_COLUMNS = ("source_file", "source_line")
 QUARANTINE_COLUMNS = ("reason", "raw_key", "raw_value")
 _CORRUPT = "_unparseable"
-_DOCUMENT = "_document"
 
 
 def spark_schema(schema: RecordSchema) -> StructType:
@@ -90,26 +89,36 @@ def route(records: DataFrame, contract: Contract, *, fmt: str = "json") -> DataF
     routed = records.select("*", parsed.alias("_record")).select("*", "_record.*")
     mistyped = F.col(_CORRUPT).isNotNull()
     if fmt == "json":
-        routed = routed.withColumn(_DOCUMENT, F.expr("try_parse_json(raw_value)"))
         mistyped = mistyped | _not_json_strings(contract)
     reason = (
         F.when(F.col("raw_value").isNull(), F.lit("empty_payload"))
         .when(mistyped, F.lit(UNPARSEABLE))
         .otherwise(first_violation(contract.all_rules))
     )
-    return routed.withColumn("reason", reason).drop("_record", _CORRUPT, _DOCUMENT)
+    return routed.withColumn("reason", reason).drop("_record", _CORRUPT)
+
+
+# The text Spark's JSON reader makes of a number, a boolean, an object or an array.
+_COERCED_TEXT = (
+    r"^(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|-?Infinity|NaN|true|false|[\[{].*)$"
+)
 
 
 def _not_json_strings(contract: Contract) -> Column:
     """True when a string field holds another JSON type. Spark's JSON reader turns a number,
     a boolean or an object into its text for a string field; the contract (and its Python
-    reading) calls such a record mistyped, so the value's own JSON type is checked too."""
+    reading) calls such a record mistyped. Only a value that reads like such a text (a
+    digit, a brace) is parsed again to learn its JSON type, so the usual record costs one
+    regex match per string field, not a second parse."""
     broken = F.lit(False)
     for field in contract.latest.fields:
-        if field.type == "string":
-            json_type = F.expr(f"schema_of_variant(variant_get({_DOCUMENT}, '$.{field.name}'))")
-            # null: the field is absent (or the document is no JSON: the parse said so).
-            broken = broken | ~F.coalesce(json_type.isin("STRING", "VOID"), F.lit(True))
+        if field.type != "string":
+            continue
+        json_type = F.expr(
+            f"schema_of_variant(variant_get(try_parse_json(raw_value), '$.{field.name}'))"
+        )
+        suspect = F.coalesce(F.col(field.name).rlike(_COERCED_TEXT), F.lit(False))
+        broken = broken | F.when(suspect, ~json_type.isin("STRING", "VOID")).otherwise(False)
     return broken
 
 

@@ -60,7 +60,14 @@ def test_an_extra_pipeline_is_supervised_maintained_synced_and_listed(spark, pla
     conf = {"namespace": namespace, "jobs": ["pings_job"], "backoff_base_s": 0}
     output = airflow_dags_test(platform, "stream_supervisor", conf, env=KIT_ENV)
     assert "pings_job" in output and "market_pipeline is not among" in output
-    wait_for(lambda: lake_rows(spark, layout, "bronze_pings") == GOOD, 300, "the pings in bronze")
+    wait_for(
+        lambda: (
+            (lake_rows(spark, layout, "bronze_pings"), lake_rows(spark, layout, "quarantine_pings"))
+            == (GOOD, BAD)
+        ),
+        300,
+        "the pings in bronze and quarantine",
+    )
     quarantine = spark.read.format("delta").load(layout.table("quarantine_pings")).toPandas()
     assert sorted(quarantine["reason"]) == [
         "missing_event_timestamp",
