@@ -226,15 +226,12 @@ def migrate(
     import psycopg
     from sqlalchemy.exc import OperationalError
 
-    from lakehouse.migrations import upgrade_platform, upgrade_serving
+    from lakehouse.migrations import upgrade_layout, upgrade_platform
 
     settings = load_settings()
     layout = _layout(settings, namespace)
     try:
-        applied = upgrade_platform(settings)
-        applied += upgrade_serving(
-            settings, layout.serving_schema, layout.registry.migration_locations
-        )
+        applied = upgrade_platform(settings) + upgrade_layout(settings, layout)
     except (OperationalError, psycopg.OperationalError) as error:
         raise _fail(f"Postgres is not reachable ({error}): start the platform (make up).") from None
     console.print(f"applied: {', '.join(applied)}" if applied else "up to date")

@@ -187,11 +187,10 @@ class PostgresService(Service):
         """The platform's tables and the default serving schema at their newest version
         (lakehouse/migrations), before the grants below cover them."""
         from lakehouse.layout import Layout
-        from lakehouse.migrations import upgrade_platform, upgrade_serving
+        from lakehouse.migrations import upgrade_layout, upgrade_platform
 
-        layout = Layout(self.settings)
         upgrade_platform(self.settings)
-        upgrade_serving(self.settings, layout.serving_schema, layout.registry.migration_locations)
+        upgrade_layout(self.settings, Layout(self.settings))
 
 
 def _run(conn: psycopg.Connection, template: str, *names: str) -> None:

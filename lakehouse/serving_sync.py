@@ -41,6 +41,7 @@ import typer
 
 from lakehouse.kit import ServingSpec
 from lakehouse.layout import InvalidNamespace, Layout
+from lakehouse.migrations import upgrade_layout
 from lakehouse.pg_copy import copy_rows
 from lakehouse.registry import RegistryError
 from lakehouse.settings import Settings, load_settings
@@ -220,13 +221,6 @@ def load_range(
     return written, deleted
 
 
-def prepare_schema(settings: Settings, layout: Layout) -> None:
-    """The serving schema of the layout's namespace, migrated to the newest version."""
-    from lakehouse.migrations import upgrade_serving
-
-    upgrade_serving(settings, layout.serving_schema, layout.registry.migration_locations)
-
-
 def sync(
     settings: Settings,
     spec: ServingSpec,
@@ -290,7 +284,7 @@ def sync_pipelines(
     chosen = [
         (p, spec) for p, spec in layout.registry.serving if not pipelines or p.name in pipelines
     ]
-    prepare_schema(settings, layout)
+    upgrade_layout(settings, layout)
     tables = [sync(settings, spec, layout, max_versions) for _, spec in chosen]
     return {
         "pipelines": sorted({p.name for p, _ in chosen}),

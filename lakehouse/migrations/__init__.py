@@ -50,11 +50,14 @@ from lakehouse.settings import Settings
 if TYPE_CHECKING:
     from alembic.config import Config
 
+    from lakehouse.layout import Layout
+
 __all__ = [
     "PLATFORM_VERSIONS",
     "SERVING_VERSIONS",
     "MigrationError",
     "target_schema",
+    "upgrade_layout",
     "upgrade_platform",
     "upgrade_serving",
     "validate_schema",
@@ -110,6 +113,12 @@ def upgrade_serving(
         raise ValueError(f"Schema {schema!r} is not for serving tables: use a schema of its own.")
     locations = [SERVING_VERSIONS, *extra_locations]
     return _migrate(settings, schema, locations, _to_heads, create_schema=True)
+
+
+def upgrade_layout(settings: Settings, layout: Layout) -> list[str]:
+    """The serving schema of the layout's namespace, with the migrations of every pipeline
+    its registry declares."""
+    return upgrade_serving(settings, layout.serving_schema, layout.registry.migration_locations)
 
 
 def _to_heads(config: Config) -> None:

@@ -20,6 +20,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse import serving_sync
 from lakehouse.layout import Layout
+from lakehouse.migrations import upgrade_layout
 from lakehouse.pg_copy import csv_chunks
 from lakehouse.pipelines.market import PIPELINE
 from lakehouse.settings import Settings
@@ -53,7 +54,7 @@ def _one_run(settings: Settings, layout: Layout, rows: int, versions: tuple[int,
     schema, path = layout.serving_schema, layout.table(SPEC.source)
     with psycopg.connect(settings.postgres_dsn(), autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    serving_sync.prepare_schema(settings, layout)
+    upgrade_layout(settings, layout)
     first_day, second_day = versions
     first = serving_sync.sync(settings, SPEC, layout, 1_000_000, until_version=first_day)
     copy_s = _copy_baseline(
