@@ -38,12 +38,9 @@ DRIVER_MODULE = "spark.driver"  # runs any job's queries (spark/driver.py)
 
 
 def driver_args(job: StreamJob, namespace: str = "") -> list[str]:
-    """The driver's arguments: the job, its pipelines' declared parameters, the namespace."""
-    args = ["--job", job.name]
-    for pipeline in job.pipelines:
-        for name, value in pipeline.params:
-            args += ["--param", f"{pipeline.name}.{name}={value}"]
-    return args + (["--namespace", namespace] if namespace else [])
+    """The driver's arguments. Its pipelines' declared parameters are not repeated here: the
+    driver reads them from the registry (spark.driver.parse_params)."""
+    return ["--job", job.name, *(["--namespace", namespace] if namespace else [])]
 
 
 class SupervisionError(RuntimeError):
