@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame
+
+if TYPE_CHECKING:
+    from lakehouse.layout import Layout
 
 _WRITER_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
@@ -52,3 +56,13 @@ def append_exactly_once(
     if partitions:
         writer = writer.partitionBy(*partitions)
     writer.save(path)
+
+
+def append_to_tables(
+    layout: Layout, outputs: Iterable[tuple[str, DataFrame]], query: str, batch_id: int
+) -> None:
+    """Each (table name, rows) of one micro-batch appended exactly once to that registered
+    table, at the layout's path and with its declared partitions."""
+    for name, df in outputs:
+        table = layout.registry.table(name)
+        append_exactly_once(df, layout.table(table), query, batch_id, table.partitions)

@@ -18,7 +18,7 @@ from lakehouse.kit import Pipeline, ServingSpec, Table, Topic
 from lakehouse.pipelines import market
 from lakehouse.registry import Registry
 from spark import bronze
-from spark.delta_sink import append_exactly_once, persisted, writer_lock
+from spark.delta_sink import append_to_tables, persisted, writer_lock
 from spark.driver import DriverContext, Starter
 
 QUERY = "pings_bronze"
@@ -80,9 +80,7 @@ class PingQueries:
 
         def per_batch(batch: DataFrame, batch_id: int) -> None:
             with writer_lock(QUERY), persisted(batch):
-                for name, df in outputs(batch).items():
-                    table = layout.registry.table(name)
-                    append_exactly_once(df, layout.table(table), QUERY, batch_id, table.partitions)
+                append_to_tables(layout, outputs(batch).items(), QUERY, batch_id)
 
         def start():
             return (

@@ -22,7 +22,7 @@ from lakehouse.pipelines.market import REFERENCE, REFERENCE_TOPIC, TRADE, TRADES
 from lakehouse.settings import Settings
 from spark import bronze
 from spark.bronze import KAFKA_COLUMNS, KAFKA_SOURCE_SCHEMA
-from spark.delta_sink import append_exactly_once, persisted, writer_lock
+from spark.delta_sink import append_to_tables, persisted, writer_lock
 
 QUERY_NAME = "market_bronze"
 __all__ = ["KAFKA_SOURCE_SCHEMA", "QUERY_NAME", "BronzeOutputs", "start", "transform"]
@@ -99,9 +99,7 @@ def _by_table(outputs: BronzeOutputs) -> list[tuple[str, DataFrame]]:
 
 
 def load_batch(layout: Layout, outputs: BronzeOutputs, batch_id: int) -> None:
-    for name, df in _by_table(outputs):
-        table = layout.registry.table(name)
-        append_exactly_once(df, layout.table(table), QUERY_NAME, batch_id, table.partitions)
+    append_to_tables(layout, _by_table(outputs), QUERY_NAME, batch_id)
 
 
 def ensure_tables(spark: SparkSession, layout: Layout) -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from spark.driver import DriverContext, Starter
 
-DEFAULT_BUCKETS = 16
-DEFAULT_WATERMARK = "10 seconds"
-
 
 class MarketQueries:
     def __init__(self, params: dict[str, str]) -> None:
-        from spark.jobs.market.trade_enrichment.job import watermark_delay_ms
+        from spark.jobs.market.trade_enrichment.job import (
+            DEFAULT_BUCKETS,
+            DEFAULT_WATERMARK,
+            watermark_delay_ms,
+        )
 
         unknown = set(params) - {"buckets", "watermark"}
         if unknown:

@@ -30,7 +30,7 @@ from pyspark.sql.types import (
 )
 
 from lakehouse.layout import Layout
-from spark.delta_sink import append_exactly_once, persisted, writer_lock
+from spark.delta_sink import append_to_tables, persisted, writer_lock
 from spark.jobs.market.trade_enrichment import state as enrichment
 
 QUERY_NAME = "trades_enrichment"
@@ -216,9 +216,8 @@ def split_output(output: DataFrame) -> tuple[DataFrame, DataFrame]:
 
 def load_batch(layout: Layout, output: DataFrame, batch_id: int) -> None:
     silver, quarantine = split_output(output)
-    for name, df in (("trades_enriched", silver), ("quarantine_trades_enrichment", quarantine)):
-        table = layout.registry.table(name)
-        append_exactly_once(df, layout.table(table), QUERY_NAME, batch_id, table.partitions)
+    outputs = (("trades_enriched", silver), ("quarantine_trades_enrichment", quarantine))
+    append_to_tables(layout, outputs, QUERY_NAME, batch_id)
 
 
 def start(
