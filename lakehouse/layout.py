@@ -69,9 +69,6 @@ class Layout:
     def checkpoint(self, query: str) -> str:
         return str(self.checkpoint_root / query)
 
-    def checkpoint_path(self, query: str) -> Path:
-        return self.checkpoint_root / query
-
     @property
     def serving_schema(self) -> str:
         return f"serving_{self.namespace}" if self.namespace else "serving"

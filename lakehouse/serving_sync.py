@@ -110,11 +110,7 @@ def last_change_per_key(changes: pa.Table, spec: ServingSpec) -> pa.Table:
     change_types = changes.column("_change_type")
     only_inserts = pc.all(pc.equal(change_types, "insert")).as_py()
     keys = changes.select(list(spec.key))
-    unique = (
-        pc.count_distinct(keys.column(0)).as_py() == keys.num_rows
-        if len(spec.key) == 1
-        else keys.group_by(list(spec.key)).aggregate([]).num_rows == keys.num_rows
-    )
+    unique = keys.group_by(list(spec.key)).aggregate([]).num_rows == keys.num_rows
     if only_inserts is not False and unique:
         # The usual range: new rows only, each once. Nothing to reduce.
         return _inserted(changes, spec)
@@ -152,7 +148,7 @@ def _append(conn: psycopg.Connection, schema: str, spec: ServingSpec, rows: pa.T
                 copy_rows(conn, f"{schema}.{spec.target}", spec.columns, rows)
         except psycopg.errors.UniqueViolation:
             return False
-        if step and prepared:
+        if prepared:
             step.after_append(conn, schema, prepared.result())
     return True
 
