@@ -324,5 +324,161 @@ def replay(
     )
 
 
+# ---- user tools: read Kafka topics, open psql ------------------------------------------
+
+kafka_app = typer.Typer(
+    help="Look into Kafka: read a topic's messages, list the topics. Kafka's own console "
+    "consumer (kafka-console-consumer) also runs from the installed broker jars: "
+    "`lakehouse kafka console-command TOPIC` prints the exact java command.",
+    no_args_is_help=True,
+)
+app.add_typer(kafka_app, name="kafka")
+
+
+def _user_error(message: str, code: int = 2) -> typer.Exit:
+    """One sentence on stderr (these tools' stdout is data), no traceback."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _tool_layout(settings: Settings, namespace: str):
+    """The namespace's layout, or one sentence on stderr and exit 2."""
+    from lakehouse.layout import InvalidNamespace, Layout
+    from lakehouse.registry import RegistryError
+
+    try:
+        return Layout(settings, namespace)
+    except (InvalidNamespace, RegistryError) as error:
+        raise _user_error(f"{error}.") from None
+
+
+_TOPIC_HELP = "a topic as declared (see `lakehouse kafka topics`); --namespace adds its suffix"
+_NAMESPACE_HELP = "an isolated run's namespace: reads TOPIC-NAMESPACE"
+
+
+@kafka_app.command("consume")
+def kafka_consume(
+    topic: str = typer.Argument(..., help=_TOPIC_HELP),
+    from_beginning: bool = typer.Option(
+        False, "--from-beginning", help="start at the earliest offsets (default: new messages)"
+    ),
+    max_messages: int = typer.Option(
+        None, "--max-messages", "-n", min=1, help="stop after N messages"
+    ),
+    namespace: str = typer.Option("", help=_NAMESPACE_HELP),
+    timeout_s: float = typer.Option(
+        10.0, "--timeout-s", min=0, help="stop after S seconds without a message (0: never)"
+    ),
+    read_uncommitted: bool = typer.Option(
+        False,
+        "--read-uncommitted",
+        help="also show messages of aborted and still open transactions",
+    ),
+    keys: bool = typer.Option(False, "--keys", help="print each message's key and a tab first"),
+) -> None:
+    """Print a topic's messages, one value per line (read_committed, no consumer group).
+
+    Stops after --max-messages, after --timeout-s without a new message, or on Ctrl-C.
+
+    Kafka's own console consumer works too: `lakehouse kafka console-command TOPIC`.
+    """
+    from control import consume as kafka_tools
+
+    settings = load_settings()
+    name = _tool_layout(settings, namespace).topic(topic)
+    try:
+        report = kafka_tools.consume(
+            settings,
+            name,
+            sys.stdout.buffer,
+            from_beginning=from_beginning,
+            max_messages=max_messages,
+            timeout_s=timeout_s,
+            read_committed=not read_uncommitted,
+            keys=keys,
+            on_ready=lambda line: typer.echo(line, err=True),
+        )
+    except kafka_tools.KafkaToolError as error:
+        raise _user_error(str(error)) from None
+    if report.reason == "output closed":
+        # the reader went away (`| head`): nothing more may reach the closed pipe at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    typer.echo(kafka_tools.summary(report), err=True)
+
+
+@kafka_app.command("topics")
+def kafka_topics() -> None:
+    """List the topics and their partition counts."""
+    from control import consume as kafka_tools
+
+    try:
+        topics = kafka_tools.list_topics(load_settings())
+    except kafka_tools.KafkaToolError as error:
+        raise _user_error(str(error)) from None
+    width = max((len(name) for name in topics), default=5)
+    print(f"{'topic':<{width}}  partitions")
+    for name in sorted(topics):
+        print(f"{name:<{width}}  {topics[name]}")
+
+
+@kafka_app.command("console-command")
+def kafka_console_command(
+    topic: str = typer.Argument(..., help=_TOPIC_HELP),
+    from_beginning: bool = typer.Option(False, "--from-beginning"),
+    max_messages: int = typer.Option(None, "--max-messages", "-n", min=1),
+    namespace: str = typer.Option("", help=_NAMESPACE_HELP),
+    read_uncommitted: bool = typer.Option(False, "--read-uncommitted"),
+    keys: bool = typer.Option(False, "--keys"),
+) -> None:
+    """Print the java command running Kafka's own console consumer from the broker jars."""
+    from control import consume as kafka_tools
+
+    settings = load_settings()
+    name = _tool_layout(settings, namespace).topic(topic)
+    problem = kafka_tools.console_consumer_problem(settings)
+    if problem:
+        raise _user_error(problem)
+    command = kafka_tools.console_consumer_command(
+        settings,
+        name,
+        from_beginning=from_beginning,
+        read_committed=not read_uncommitted,
+        keys=keys,
+        max_messages=max_messages,
+    )
+    print(kafka_tools.shell_command(command))
+
+
+@app.command(
+    "psql",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def psql_shell(
+    ctx: typer.Context,
+    namespace: str = typer.Option("", help="an isolated run's namespace: its serving schema"),
+) -> None:
+    """Open psql on the platform's database, search_path = the serving schema, then public.
+
+    Arguments after `--` go to psql, e.g. `lakehouse psql -- -c "SELECT 1"`.
+    """
+    from control import psql as psql_tools
+
+    settings = load_settings()
+    schema = _tool_layout(settings, namespace).serving_schema
+    try:
+        program, argv, env = psql_tools.psql_invocation(
+            settings, schema, ctx.args, find=psql_tools.find_psql
+        )
+        psql_tools.check_reachable(settings)
+    except psql_tools.PsqlError as error:
+        raise _user_error(str(error)) from None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(program, argv, env)  # psql owns the terminal from here on
+    except OSError as error:
+        raise _user_error(f"Could not run {program} ({error.strerror}).") from None
+
+
 if __name__ == "__main__":
     app()
