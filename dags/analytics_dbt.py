@@ -17,11 +17,16 @@ from lakehouse.orchestration import (
     serving_synced_uri,
 )
 
+# A pipeline's models are rebuilt after its lake maintenance and, if it has any, after the
+# sync of its serving tables (the assets those DAGs' tasks produce).
 ASSETS = [
-    Asset(uri(p.name))
+    Asset(uri)
     for p in dag_registry().pipelines
     if p.dbt_select
-    for uri in (serving_synced_uri, lake_maintained_uri)
+    for uri in (
+        *([serving_synced_uri(p.name)] if p.serving else []),
+        *([lake_maintained_uri(p.name)] if p.tables else []),
+    )
 ]
 
 

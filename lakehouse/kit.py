@@ -83,10 +83,17 @@ class Pipeline:
     params: tuple[tuple[str, str], ...] = ()
     # Migrations of its serving tables kept outside lakehouse/migrations (a plug-in's).
     migrations: Path | None = None
+    # Its streaming queries that write no Delta table (their sinks are Postgres or Kafka):
+    # the supervisor watches their heartbeats too.
+    other_queries: tuple[str, ...] = ()
 
     @property
     def queries_written(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(t.writer for t in self.tables))
+
+    @property
+    def all_queries(self) -> tuple[str, ...]:
+        return (*self.queries_written, *self.other_queries)
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,8 @@ class StreamJob:
 
     @property
     def queries(self) -> tuple[str, ...]:
-        return tuple(q for p in self.pipelines for q in p.queries_written)
+        """Every streaming query its driver runs (the supervisor expects a heartbeat of each)."""
+        return tuple(q for p in self.pipelines for q in p.all_queries)
 
     def tables(self) -> list[Table]:
         return [t for p in self.pipelines for t in p.tables]

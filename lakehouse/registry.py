@@ -32,7 +32,7 @@ class Registry:
             ("pipeline", [p.name for p in self.pipelines]),
             ("table", [t.name for p in self.pipelines for t in p.tables]),
             ("topic", [t.name for p in self.pipelines for t in p.topics]),
-            ("query", [q for p in self.pipelines for q in p.queries_written]),
+            ("query", [q for p in self.pipelines for q in p.all_queries]),
         ):
             repeated = sorted(name for name, n in Counter(names).items() if n > 1)
             if repeated:

@@ -111,6 +111,7 @@ def summary(query) -> dict:
         "last_batch": batches[-1]["batch_id"] if batches else None,
         "input_rows": sum(b["input_rows"] for b in batches),
         "rows_dropped_by_watermark": sum(b["rows_dropped_by_watermark"] for b in batches),
+        "duplicates_dropped": sum(b["duplicates_dropped"] for b in batches),
     }
 
 

@@ -1,7 +1,8 @@
 """Every micro-batch's progress, kept in Postgres: health, throughput and counted drops.
 
 A StreamingQueryListener in the driver writes one row per (query id, batch id): rows in,
-rows/s, duration, watermark, the rows the watermark dropped and, for Kafka sources, how many
+rows/s, duration, watermark, the rows the watermark dropped, the duplicates a
+deduplicating operator dropped and, for Kafka sources, how many
 records were still waiting in Kafka after the batch (the consumer lag). The query id is stable
 across restarts of the same checkpoint, and a batch replayed after a crash overwrites its
 row, so sums over the table count every batch once. Supervision (Airflow) and the
@@ -25,16 +26,18 @@ log = logging.getLogger(__name__)
 UPSERT = """
 INSERT INTO stream_progress (query_id, batch_id, query_name, run_id, batch_time, input_rows,
     input_rows_per_s, processed_rows_per_s, duration_ms, watermark,
-    rows_dropped_by_watermark, state_rows, kafka_records_behind)
+    rows_dropped_by_watermark, duplicates_dropped, state_rows, kafka_records_behind)
 VALUES (%(query_id)s, %(batch_id)s, %(query_name)s, %(run_id)s, %(batch_time)s,
     %(input_rows)s, %(input_rows_per_s)s, %(processed_rows_per_s)s, %(duration_ms)s,
-    %(watermark)s, %(rows_dropped_by_watermark)s, %(state_rows)s, %(kafka_records_behind)s)
+    %(watermark)s, %(rows_dropped_by_watermark)s, %(duplicates_dropped)s, %(state_rows)s,
+    %(kafka_records_behind)s)
 ON CONFLICT (query_id, batch_id) DO UPDATE SET
     run_id = EXCLUDED.run_id, batch_time = EXCLUDED.batch_time,
     input_rows = EXCLUDED.input_rows, input_rows_per_s = EXCLUDED.input_rows_per_s,
     processed_rows_per_s = EXCLUDED.processed_rows_per_s,
     duration_ms = EXCLUDED.duration_ms, watermark = EXCLUDED.watermark,
     rows_dropped_by_watermark = EXCLUDED.rows_dropped_by_watermark,
+    duplicates_dropped = EXCLUDED.duplicates_dropped,
     state_rows = EXCLUDED.state_rows, kafka_records_behind = EXCLUDED.kafka_records_behind,
     recorded_at = now()
 """
@@ -82,9 +85,21 @@ def kafka_records_behind(sources: list[dict]) -> int | None:
     return behind
 
 
+# Rows a query's own code dropped behind the watermark, by (query name, batch id): added to
+# Spark's count of the batch (activity bronze drops by the batch's watermark, see there).
+_LATE_DROPS: dict[tuple[str, int], int] = {}
+
+
+def count_late_drops(query_name: str, batch_id: int, rows: int) -> None:
+    """Called from a foreachBatch in this driver; a replayed batch sets the same count."""
+    _LATE_DROPS[(query_name, batch_id)] = rows
+
+
 def progress_row(progress: dict) -> dict:
-    """One table row from a StreamingQueryProgress (a dict in pyspark 4). Pure."""
+    """One table row from a StreamingQueryProgress (a dict in pyspark 4), plus the rows the
+    query's code counted as dropped behind the watermark."""
     operators = progress.get("stateOperators") or []
+    own_drops = _LATE_DROPS.get((progress.get("name"), progress["batchId"]), 0)
     return {
         "query_id": str(progress["id"]),
         "batch_id": progress["batchId"],
@@ -96,8 +111,10 @@ def progress_row(progress: dict) -> dict:
         "processed_rows_per_s": progress.get("processedRowsPerSecond"),
         "duration_ms": (progress.get("durationMs") or {}).get("triggerExecution"),
         "watermark": _timestamp((progress.get("eventTime") or {}).get("watermark")),
-        "rows_dropped_by_watermark": sum(
-            op.get("numRowsDroppedByWatermark", 0) for op in operators
+        "rows_dropped_by_watermark": own_drops
+        + sum(op.get("numRowsDroppedByWatermark", 0) for op in operators),
+        "duplicates_dropped": sum(
+            (op.get("customMetrics") or {}).get("numDroppedDuplicateRows", 0) for op in operators
         ),
         "state_rows": sum(op.get("numRowsTotal", 0) for op in operators) if operators else None,
         "kafka_records_behind": kafka_records_behind(progress.get("sources") or []),

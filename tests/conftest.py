@@ -96,8 +96,10 @@ def layout(platform: Settings):
     return isolated_layout(platform, "market")
 
 
-def isolated_layout(settings: Settings, pipeline: str, prefix: str = "t", registry=None):
-    """A new namespace with the pipeline's topics created (3 partitions each)."""
+def isolated_layout(
+    settings: Settings, pipeline: str, prefix: str = "t", registry=None, partitions: int = 3
+):
+    """A new namespace with the pipeline's topics created (3 partitions each by default)."""
     import uuid
 
     from kafka import KafkaAdminClient
@@ -108,7 +110,7 @@ def isolated_layout(settings: Settings, pipeline: str, prefix: str = "t", regist
     topics = layout.registry.pipeline(pipeline).topics
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        admin.create_topics({layout.topic(t.name): {"num_partitions": 3} for t in topics})
+        admin.create_topics({layout.topic(t.name): {"num_partitions": partitions} for t in topics})
     finally:
         admin.close()
     return layout

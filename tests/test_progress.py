@@ -17,7 +17,11 @@ PROGRESS = {
     "eventTime": {"watermark": "2026-11-24T09:59:50.000Z"},
     "stateOperators": [
         {"numRowsTotal": 16, "numRowsDroppedByWatermark": 5},
-        {"numRowsTotal": 4, "numRowsDroppedByWatermark": 2},
+        {
+            "numRowsTotal": 4,
+            "numRowsDroppedByWatermark": 2,
+            "customMetrics": {"numDroppedDuplicateRows": 3},
+        },
     ],
 }
 
@@ -28,6 +32,7 @@ def test_progress_row_sums_state_operators_and_parses_times():
     assert (row["batch_id"], row["input_rows"], row["duration_ms"]) == (7, 1200, 3000)
     assert row["rows_dropped_by_watermark"] == 7
     assert row["state_rows"] == 20
+    assert row["duplicates_dropped"] == 3
     assert row["watermark"] == datetime(2026, 11, 24, 9, 59, 50, tzinfo=UTC)
     assert row["batch_time"].tzinfo is not None
 
@@ -35,7 +40,7 @@ def test_progress_row_sums_state_operators_and_parses_times():
 def test_a_stateless_query_has_no_state_rows_and_no_drops():
     row = progress_row({**PROGRESS, "stateOperators": [], "eventTime": {}})
     assert row["state_rows"] is None
-    assert row["rows_dropped_by_watermark"] == 0
+    assert row["rows_dropped_by_watermark"] == row["duplicates_dropped"] == 0
     assert row["watermark"] is None
 
 

@@ -29,6 +29,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from lakehouse.durations import duration_ms
 from lakehouse.layout import Layout
 from spark.delta_sink import append_to_tables, persisted, writer_lock
 from spark.jobs.market.trade_enrichment import state as enrichment
@@ -103,16 +104,7 @@ def union_events(trades: DataFrame, references: DataFrame) -> DataFrame:
 
 def watermark_delay_ms(delay: str) -> int:
     """'10 seconds', '1 minute', 'interval 2 hours' (what withWatermark takes) in ms."""
-    text = delay.strip().lower().removeprefix("interval").strip()
-    try:
-        duration = pd.Timedelta(text) if text[:1].isdigit() and text[-1:].isalpha() else None
-    except ValueError:
-        duration = None
-    if duration is None or pd.isna(duration) or duration < pd.Timedelta(0):
-        raise ValueError(
-            f"watermark delay {delay!r} is not a duration such as '10 seconds' or '1 minute'"
-        )
-    return int(duration // pd.Timedelta(milliseconds=1))
+    return duration_ms(delay)
 
 
 def enrich_bucket(

@@ -1,0 +1,68 @@
+"""Exactly-once upserts of a micro-batch into a Postgres serving table.
+
+One transaction per (sink, batch): the batch's row in `sink_batches` (the serving schema's
+ledger, migration serving_0002), a COPY of the rows into a staging table, and
+`INSERT ... ON CONFLICT (key) DO UPDATE` into the target. A batch that foreachBatch runs again
+after a crash finds its ledger row and changes nothing; a batch that crashed before its
+commit left nothing behind. The upsert makes each micro-batch's newer aggregate replace the
+older one (windows in update mode), the ledger makes the whole batch apply once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psycopg
+import pyarrow as pa
+
+from lakehouse.migrations import validate_schema
+from lakehouse.pg_copy import copy_rows
+from lakehouse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UpsertTarget:
+    table: str  # in the serving schema
+    key: tuple[str, ...]
+    columns: tuple[str, ...]  # every column written, the key among them
+
+    def statement(self, schema: str, stage: str) -> str:
+        columns = ", ".join(self.columns)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
+        return (
+            f'INSERT INTO "{schema}".{self.table} ({columns}) SELECT {columns} FROM {stage} '
+            f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}, updated_at = now()"
+        )
+
+
+def upsert_batch(
+    settings: Settings,
+    schema: str,
+    target: UpsertTarget,
+    rows: pa.Table,
+    sink: str,
+    batch_id: int,
+) -> bool:
+    """Apply one micro-batch; False when the ledger says it was applied before."""
+    schema = validate_schema(schema)
+    stage = f"stage_{target.table}"
+    with psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
+        first_time = conn.execute(
+            f'INSERT INTO "{schema}".sink_batches (sink, batch_id, rows) VALUES (%s, %s, %s) '
+            "ON CONFLICT DO NOTHING RETURNING batch_id",
+            (sink, batch_id, rows.num_rows),
+        ).fetchone()
+        if first_time is None:
+            log.info("%s batch %d was applied before: skipped", sink, batch_id)
+            return False
+        if rows.num_rows:
+            conn.execute(
+                f'CREATE TEMP TABLE {stage} (LIKE "{schema}".{target.table} INCLUDING DEFAULTS) '
+                "ON COMMIT DROP"
+            )
+            copy_rows(conn, stage, target.columns, rows)
+            conn.execute(target.statement(schema, stage))
+    return True

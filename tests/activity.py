@@ -1,0 +1,199 @@
+"""Helpers of the web activity tests: produce with the real producer, run the real driver,
+and the oracle: what every table must hold, computed in pandas from the producer's events.
+
+Which events are late is deterministic by construction. The first part of the input has no
+late events and is drained (one micro-batch, then the watermark stands at the part's latest
+event time minus 2 minutes). The second part continues the producer's clock for under a
+minute: its on-time events are after the first part's end, so above the watermark; its late
+events are 3 minutes behind its clock, so at least 2 minutes behind the first part's end
+(minus that minute): always behind the watermark, whatever the batching.
+
+The topics have one partition, so Kafka returns the events in the producer's clock order and
+any batching of them cuts the clock at one point. With several partitions a capped batch
+(--max-offsets) takes a share of each, and with 40 users the partitions' clocks drift
+minutes apart: an on-time event of a slow partition can then be behind the watermark the
+fast one set, and whether it is depends on where the batches were cut. That is watermarks
+working as designed, but a run with a kill would no longer match one without.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pandas as pd
+
+from lakehouse.layout import Layout
+from lakehouse.pipelines.activity import JOB
+from lakehouse.settings import PROJECT_ROOT
+from producers.activity import Message, simulate
+from tests.conftest import TEST_ENV
+from tests.market import run_json
+
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+WATERMARK_MS = 120_000
+TIMEOUT_MS = 900_000
+STEP_MS = 200
+USERS = 40
+# The first part spans 25 minutes of event time (sessions that time out within it close),
+# the second 50 seconds (under the minute that keeps its late events behind the watermark).
+PARTS = (
+    {"count": 7500, "seed": 11, "late_fraction": 0.0},
+    {"count": 250, "seed": 12, "late_fraction": 0.2},
+)
+COMMON = {"duplicate_fraction": 0.03, "malformed_fraction": 0.02, "users": USERS, "concurrent": 12}
+
+
+def produce(layout: Layout, part: dict, start_ms: int) -> dict:
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in {**COMMON, **part}.items()]
+    return run_json(
+        [
+            sys.executable,
+            "-m",
+            "producers.activity",
+            "--rate=0",
+            f"--start={start_ms}",
+            f"--step-ms={STEP_MS}",
+            f"--namespace={layout.namespace}",
+            *flags,
+        ],
+        timeout=300,
+    )
+
+
+def produce_all(layout: Layout, between=None) -> list[dict]:
+    """Both parts; `between(report)` runs after the first (the test drains there)."""
+    first = produce(layout, PARTS[0], START_MS)
+    if between:
+        between(first)
+    second = produce(layout, PARTS[1], first["clock_end_ms"])
+    return [first, second]
+
+
+def regenerated(reports: list[dict]) -> list[list[Message]]:
+    """The messages each producer run sent, generated again in-process (deterministic)."""
+    parts = []
+    start = START_MS
+    for part, report in zip(PARTS, reports, strict=True):
+        options = {**COMMON, **part}
+        count = options.pop("count")
+        messages, clock_end = simulate(count, start_ms=start, step_ms=STEP_MS, **options)
+        assert clock_end == report["clock_end_ms"]
+        parts.append(messages)
+        start = clock_end
+    return parts
+
+
+def pipeline_command(layout: Layout, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "spark.driver",
+        "--job",
+        JOB,
+        "--namespace",
+        layout.namespace,
+        "--master",
+        "local[2]",
+        "--param",
+        "activity.buckets=4",
+        *extra,
+    ]
+
+
+def run_once(layout: Layout) -> dict:
+    return run_json(pipeline_command(layout, "--once"), timeout=900)
+
+
+def start_pipeline(layout: Layout, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        pipeline_command(layout, *extra),
+        env=TEST_ENV,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+@dataclass
+class Oracle:
+    accepted: pd.DataFrame  # the events every sink must hold once
+    late: int
+    duplicates: int
+    malformed: dict[str, int]  # quarantine reason -> count
+
+    @property
+    def final_watermark_ms(self) -> int:
+        return int(self.accepted["event_time_ms"].max()) - WATERMARK_MS
+
+    def page_views(self) -> pd.DataFrame:
+        views = self.accepted[self.accepted["event_type"] == "page_view"]
+        minute = views["event_time_ms"] // 60_000 * 60_000
+        counted = views.assign(window_start=minute).groupby(["window_start", "page"]).size()
+        return counted.rename("views").reset_index().sort_values(["window_start", "page"])
+
+    def active_users(self) -> pd.DataFrame:
+        minute = self.accepted["event_time_ms"] // 60_000 * 60_000
+        windows = pd.concat(
+            self.accepted.assign(window_start=minute - k * 60_000)[["window_start", "user_id"]]
+            for k in range(5)
+        )
+        counted = windows.groupby("window_start")["user_id"].nunique()
+        return counted.rename("active_users").reset_index().sort_values("window_start")
+
+    def sessions(self) -> pd.DataFrame:
+        """The sessions closed by the final watermark, as user_sessions must hold them."""
+        events = self.accepted
+        ends = events[events["event_type"] == "session_end"]
+        grouped = events.groupby(["user_id", "session_id"])
+        frame = pd.DataFrame(
+            {
+                "session_start_ms": grouped["event_time_ms"].min(),
+                "last_ms": grouped["event_time_ms"].max(),
+                "event_count": grouped.size(),
+                "pages_viewed": grouped["event_type"].agg(lambda t: int((t == "page_view").sum())),
+            }
+        ).join(ends.groupby(["user_id", "session_id"])["event_time_ms"].max().rename("end_ms"))
+        ended = frame["end_ms"].notna()
+        threshold = frame["last_ms"].where(~ended, frame[["end_ms", "last_ms"]].max(axis=1))
+        threshold = threshold.where(ended, frame["last_ms"] + TIMEOUT_MS)
+        closed = frame[self.final_watermark_ms > threshold].copy()
+        closed["end_reason"] = closed["end_ms"].notna().map({True: "end_event", False: "timeout"})
+        closed["session_end_ms"] = closed["end_ms"].fillna(closed["last_ms"]).astype("int64")
+        closed["duration_s"] = (closed["session_end_ms"] - closed["session_start_ms"]) / 1000.0
+        columns = ["session_start_ms", "session_end_ms", "duration_s", "event_count"]
+        return (
+            closed.reset_index()[["user_id", "session_id", *columns, "pages_viewed", "end_reason"]]
+            .sort_values(["user_id", "session_id", "session_start_ms"])
+            .reset_index(drop=True)
+        )
+
+
+def oracle(parts: list[list[Message]]) -> Oracle:
+    """Replays bronze's rules on the produced messages: malformed -> quarantine; a valid
+    event at or behind the watermark left by the previous drain -> dropped late; a repeated
+    event id -> dropped duplicate; the rest accepted."""
+    accepted: list[dict] = []
+    seen: set[str] = set()
+    late = duplicates = 0
+    malformed: dict[str, int] = {}
+    watermark = None
+    for messages in parts:
+        for message in messages:
+            if message.kind == "malformed":
+                malformed[message.reason] = malformed.get(message.reason, 0) + 1
+                continue
+            event = json.loads(message.value)
+            if watermark is not None and event["event_timestamp"] <= watermark:
+                late += 1
+            elif event["event_id"] in seen:
+                duplicates += 1
+            else:
+                seen.add(event["event_id"])
+                accepted.append(event)
+        watermark = max(e["event_timestamp"] for e in accepted) - WATERMARK_MS
+    frame = pd.DataFrame(accepted).rename(columns={"event_timestamp": "event_time_ms"})
+    return Oracle(frame, late, duplicates, malformed)
