@@ -1,7 +1,9 @@
-"""Streamlit dashboard: per-ticker trends from the lake's marts, sectors, movers, pipeline health.
+"""Streamlit dashboard: per-ticker trends from the lake's marts, sectors, movers, web activity,
+pipeline health.
 
 Queries live in dashboard/queries.py and figures in dashboard/charts.py; this file only lays
-them out. Reads are cached for REFRESH_S seconds, and the chart refreshes itself at that pace.
+them out; the web activity page is a file of its own (dashboard/activity_page.py). Reads are
+cached for REFRESH_S seconds, and the chart refreshes itself at that pace.
 """
 
 from __future__ import annotations
@@ -105,7 +107,9 @@ def health_page() -> None:
     st.subheader("Streams (last micro-batch of each query)")
     st.caption(
         "kafka_records_behind: records waiting in Kafka after the last batch;"
-        " event_time_lag: how far the watermark trails the clock."
+        " event_time_lag: how far the watermark trails the clock;"
+        " late_rows_dropped and duplicates_dropped: events dropped behind the watermark and"
+        " repeated event ids, summed over every batch."
     )
     streams = queries.stream_health(settings) if services.get("postgres") else None
     if streams is None or streams.empty:
@@ -123,6 +127,7 @@ page = st.navigation(
     [
         st.Page(trends_page, title="Trends", default=True),
         st.Page(overview_page, title="Sectors and movers"),
+        st.Page("activity_page.py", title="Web activity", url_path="activity"),
         st.Page(health_page, title="Pipeline health"),
     ]
 )

@@ -2,17 +2,21 @@
 
 Market data comes from the marts `lakehouse dbt build` writes to DuckDB, opened read-only
 and briefly (a DuckDB file takes one writer or many readers, and dbt must be able to write).
-Pipeline health comes from Postgres `stream_progress`, through the read-only dashboard role.
+Pipeline health comes from Postgres `stream_progress`, and web activity from the activity
+pipeline's serving tables (`page_view_counts`, `active_users`, `user_sessions` in a serving
+schema, the caller's choice), both through the read-only dashboard role.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
 import duckdb
 import pandas as pd
 import psycopg
+from psycopg import sql as pgsql
 
 from lakehouse.settings import Settings
 
@@ -85,7 +89,7 @@ def quarantine_counts(con) -> pd.DataFrame:
 
 
 def stream_health(settings: Settings) -> pd.DataFrame:
-    """Per streaming query: its last batch, rows/s, lag and late drops.
+    """Per streaming query: its last batch, rows/s, lag, late drops and dropped duplicates.
 
     Lag two ways: the records still waiting in Kafka after the last batch (Kafka sources
     only), and how far event time (the watermark) trails the wall clock.
@@ -96,6 +100,7 @@ def stream_health(settings: Settings) -> pd.DataFrame:
                processed_rows_per_s, kafka_records_behind,
                now() - watermark AS event_time_lag,
                sum(rows_dropped_by_watermark) OVER (PARTITION BY query_id) AS late_rows_dropped,
+               sum(duplicates_dropped) OVER (PARTITION BY query_id) AS duplicates_dropped,
                watermark, query_id
         FROM stream_progress
         ORDER BY query_id, batch_id DESC
@@ -107,3 +112,112 @@ def stream_health(settings: Settings) -> pd.DataFrame:
             return pd.DataFrame(cursor.fetchall(), columns=columns)
     except psycopg.errors.UndefinedTable:
         return pd.DataFrame()
+
+
+# ---- web activity: the activity pipeline's serving tables in Postgres -------------------
+
+ACTIVITY_TABLES_MISSING = (
+    "The web activity tables are missing: run `lakehouse migrate` (`lakehouse up` does it "
+    "too), then start the pipeline with `lakehouse stream start activity_pipeline`."
+)
+ACTIVITY_EMPTY = (
+    "No web activity yet: start the pipeline with `lakehouse stream start activity_pipeline`"
+    " and its producer (`python -m producers.activity`)."
+)
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[psycopg.Connection]:
+    """A read-only connection as the dashboard role, in UTC; NoData when Postgres is down."""
+    try:
+        conn = psycopg.connect(
+            settings.postgres_dsn(dashboard=True), connect_timeout=3, options="-c TimeZone=UTC"
+        )
+    except psycopg.OperationalError as error:
+        raise NoData(
+            "Postgres is not reachable: start the platform with `lakehouse up`."
+        ) from error
+    try:
+        conn.read_only = True
+        yield conn
+    finally:
+        conn.close()
+
+
+def _serving_frame(conn, query: str, schema: str, params: list | None = None) -> pd.DataFrame:
+    """`query` with {schema} as the quoted serving schema; NoData when its tables are missing."""
+    statement = pgsql.SQL(query).format(schema=pgsql.Identifier(schema))
+    try:
+        cursor = conn.execute(statement, params or [])
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as error:
+        conn.rollback()
+        raise NoData(ACTIVITY_TABLES_MISSING) from error
+    except psycopg.errors.InsufficientPrivilege as error:
+        conn.rollback()
+        raise NoData(
+            "The dashboard's role may not read the web activity tables: run `lakehouse up`,"
+            " which grants it read access to every schema."
+        ) from error
+    columns = [c.name for c in cursor.description]
+    return pd.DataFrame(cursor.fetchall(), columns=columns)
+
+
+def activity_as_of(conn, schema: str) -> datetime | None:
+    """The newest window end or session end in the activity tables; None when all are empty."""
+    frame = _serving_frame(
+        conn,
+        "SELECT greatest("
+        " (SELECT max(window_end) FROM {schema}.page_view_counts),"
+        " (SELECT max(window_end) FROM {schema}.active_users),"
+        " (SELECT max(session_end) FROM {schema}.user_sessions)) AS t",
+        schema,
+    )
+    value = frame["t"].iloc[0]
+    return None if pd.isna(value) else pd.Timestamp(value).to_pydatetime()
+
+
+def page_views_per_minute(conn, schema: str, since: datetime) -> pd.DataFrame:
+    """window_start, views: page views per one-minute window, summed over the pages."""
+    return _serving_frame(
+        conn,
+        "SELECT window_start, sum(views)::bigint AS views FROM {schema}.page_view_counts"
+        " WHERE window_start >= %s GROUP BY window_start ORDER BY window_start",
+        schema,
+        [since],
+    )
+
+
+def top_pages(conn, schema: str, since: datetime, limit: int = 10) -> pd.DataFrame:
+    """page, views: the most viewed pages since `since`, most viewed first."""
+    return _serving_frame(
+        conn,
+        "SELECT page, sum(views)::bigint AS views FROM {schema}.page_view_counts"
+        " WHERE window_start >= %s GROUP BY page ORDER BY views DESC, page LIMIT %s",
+        schema,
+        [since, limit],
+    )
+
+
+def active_users(conn, schema: str, since: datetime) -> pd.DataFrame:
+    """window_start, window_end, active_users: distinct users per 5-minute window sliding by
+    one minute."""
+    return _serving_frame(
+        conn,
+        "SELECT window_start, window_end, active_users FROM {schema}.active_users"
+        " WHERE window_end >= %s ORDER BY window_end",
+        schema,
+        [since],
+    )
+
+
+def session_lengths(conn, schema: str, since: datetime) -> pd.DataFrame:
+    """end_reason, duration_s, sessions: sessions that ended since `since`, counted per
+    whole second of length (bounded size, whatever the number of sessions)."""
+    return _serving_frame(
+        conn,
+        "SELECT end_reason, round(duration_s)::bigint AS duration_s, count(*) AS sessions"
+        " FROM {schema}.user_sessions WHERE session_end >= %s"
+        " GROUP BY 1, 2 ORDER BY 1, 2",
+        schema,
+        [since],
+    )
