@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from infra.airflow import AirflowService
 from infra.base import Service, ServiceError
 from infra.dashboard import DashboardService
-from infra.demo_feed import DemoFeedService
+from infra.demo_feed import ActivityDemoFeedService, DemoFeedService
 from infra.kafka import KafkaService
 from infra.postgres import PostgresService
 from infra.s3 import S3Service
@@ -37,7 +37,7 @@ def services(
         chosen += [SparkMasterService(settings), SparkWorkerService(settings)]
     chosen += [AirflowService(settings), DashboardService(settings)]
     if demo:
-        chosen.append(DemoFeedService(settings))
+        chosen.extend((DemoFeedService(settings), ActivityDemoFeedService(settings)))
     return chosen
 
 

@@ -1,4 +1,5 @@
-"""The demo feed `make up` starts: the market simulator at a gentle rate."""
+"""The demo feeds `make up` starts: the market and the web activity simulators at a gentle
+rate."""
 
 from __future__ import annotations
 
@@ -33,3 +34,24 @@ class DemoFeedService(Service):
         # (it exits with a clear message when the broker is unreachable).
         proc = self.process.process()
         return proc is not None and time.time() - proc.create_time() > 3
+
+
+class ActivityDemoFeedService(DemoFeedService):
+    """Web activity: a few hundred users in sessions, 5 % of events 3 minutes late."""
+
+    name = "activity-feed"
+    events_per_second = 10
+
+    def url(self) -> str:
+        return f"kafka://{self.settings.kafka_bootstrap}/user_activity"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "producers.activity",
+            "--rate",
+            str(self.events_per_second),
+            "--users",
+            "300",
+        ]

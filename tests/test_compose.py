@@ -28,7 +28,14 @@ SHARED_ENV = "x-lakehouse-env"
 # Embedded service name -> compose service name, where they differ.
 EMBEDDED_TO_COMPOSE = {"s3": "minio"}
 # The services that run this project's code, all from the one image.
-PYTHON_SERVICES = ("spark-master", "spark-worker", "airflow", "dashboard", "demo-feed")
+PYTHON_SERVICES = (
+    "spark-master",
+    "spark-worker",
+    "airflow",
+    "dashboard",
+    "demo-feed",
+    "activity-feed",
+)
 # Compose service -> (Settings field holding the embedded port, port inside the container):
 # the host port must be the embedded default, so URLs are the same in both deployments.
 PUBLISHED_PORTS = {
