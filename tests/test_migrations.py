@@ -27,7 +27,15 @@ from lakehouse.migrations import (
 )
 from lakehouse.settings import Settings
 
-SERVING_TABLES = {"alembic_version", "sync_progress", "trades_enriched", "trades_ohlcv_1m"}
+SERVING_TABLES = {
+    "alembic_version",
+    "sync_progress",
+    "trades_enriched",
+    "trades_ohlcv_1m",
+    "sink_batches",
+}
+SERVING_REVISIONS = ["serving_0001", "serving_0002"]  # applied in order
+PLATFORM_REVISIONS = ["platform_0001", "platform_0002"]
 PLATFORM_TABLES = {"maintenance_requests", "stream_drivers", "stream_heartbeat", "stream_progress"}
 
 # How the modules created their tables before migrations: stream_progress from before the
@@ -143,9 +151,9 @@ def test_an_invalid_schema_name_is_refused_before_any_sql(name: str) -> None:
 def test_upgrade_serving_creates_the_tables_and_records_the_head(
     platform: Settings, schema: str
 ) -> None:
-    assert upgrade_serving(platform, schema) == ["serving_0001"]
+    assert upgrade_serving(platform, schema) == SERVING_REVISIONS
     assert _tables(platform, schema) == SERVING_TABLES
-    assert _versions(platform, schema) == {"serving_0001"}
+    assert _versions(platform, schema) == {SERVING_REVISIONS[-1]}
     with _connect(platform) as conn:
         (index,) = conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
@@ -162,19 +170,19 @@ def test_upgrade_serving_creates_the_tables_and_records_the_head(
     # The revision's downgrade removes what it made; upgrading again restores it.
     _migrate(platform, schema, [SERVING_VERSIONS], _downgrade_to_base)
     assert _tables(platform, schema) == {"alembic_version"}
-    assert upgrade_serving(platform, schema) == ["serving_0001"]
+    assert upgrade_serving(platform, schema) == SERVING_REVISIONS
 
 
 @pytest.mark.services
 def test_an_extra_location_adds_its_branch_on_the_next_upgrade(
     platform: Settings, schema: str, tmp_path: Path
 ) -> None:
-    assert upgrade_serving(platform, schema) == ["serving_0001"]
+    assert upgrade_serving(platform, schema) == SERVING_REVISIONS
     folder, revision = _extra_location(tmp_path / "pipeline_migrations", "pipeline_events")
 
     assert upgrade_serving(platform, schema, [folder]) == [revision]
     assert _tables(platform, schema) == SERVING_TABLES | {"pipeline_events"}
-    assert _versions(platform, schema) == {"serving_0001", revision}
+    assert _versions(platform, schema) == {SERVING_REVISIONS[-1], revision}
     # Tables of later migrations are readable by the dashboard role (default privileges).
     with _connect(platform, dashboard=True) as conn:
         query = sql.SQL("SELECT count(*) FROM {}.pipeline_events").format(sql.Identifier(schema))
@@ -204,7 +212,7 @@ def test_concurrent_upgrades_of_one_schema_serialise(platform: Settings, schema:
     for thread in threads:
         thread.join(timeout=60)
     assert not errors, errors
-    assert sorted(results) == [[], ["serving_0001"]]
+    assert sorted(results) == [[], SERVING_REVISIONS]
 
 
 @pytest.mark.services
@@ -212,9 +220,9 @@ def test_upgrade_platform_adopts_tables_of_the_old_ddl(scratch_db: Settings) -> 
     with _connect(scratch_db) as conn:
         conn.execute(OLD_DDL)
 
-    assert upgrade_platform(scratch_db) == ["platform_0001"]
+    assert upgrade_platform(scratch_db) == PLATFORM_REVISIONS
     assert _tables(scratch_db, "public") == PLATFORM_TABLES | {"alembic_version"}
-    assert _versions(scratch_db, "public") == {"platform_0001"}
+    assert _versions(scratch_db, "public") == {PLATFORM_REVISIONS[-1]}
     with _connect(scratch_db) as conn:
         assert conn.execute("SELECT job_key, restarts FROM stream_drivers").fetchall() == [
             ("market", 3)
@@ -224,6 +232,7 @@ def test_upgrade_platform_adopts_tables_of_the_old_ddl(scratch_db: Settings) -> 
             " WHERE table_schema = 'public' AND table_name = 'stream_progress'"
         ).fetchall()
         assert ("kafka_records_behind",) in columns
+        assert ("duplicates_dropped",) in columns
         assert conn.execute(
             "SELECT 1 FROM pg_indexes WHERE indexname = 'maintenance_requests_pending'"
         ).fetchone()
@@ -231,4 +240,4 @@ def test_upgrade_platform_adopts_tables_of_the_old_ddl(scratch_db: Settings) -> 
 
     _migrate(scratch_db, "public", [PLATFORM_VERSIONS], _downgrade_to_base)
     assert _tables(scratch_db, "public") == {"alembic_version"}
-    assert upgrade_platform(scratch_db) == ["platform_0001"]
+    assert upgrade_platform(scratch_db) == PLATFORM_REVISIONS
