@@ -66,3 +66,17 @@ def append_to_tables(
     for name, df in outputs:
         table = layout.registry.table(name)
         append_exactly_once(df, layout.table(table), query, batch_id, table.partitions)
+
+
+def create_missing_tables(layout: Layout, outputs: Iterable[tuple[str, DataFrame]]) -> None:
+    """Each (table name, rows) registered table created empty with the rows' schema if it
+    does not exist yet, so streams reading it can start before its writer's first batch."""
+    from delta.tables import DeltaTable
+
+    for name, df in outputs:
+        table = layout.registry.table(name)
+        path = layout.table(table)
+        if not DeltaTable.isDeltaTable(df.sparkSession, path):
+            df.limit(0).write.format("delta").mode("append").partitionBy(*table.partitions).save(
+                path
+            )

@@ -27,10 +27,8 @@ import pandas as pd
 
 from lakehouse.layout import Layout
 from lakehouse.pipelines.activity import JOB
-from lakehouse.settings import PROJECT_ROOT
 from producers.activity import Message, simulate
-from tests.conftest import TEST_ENV
-from tests.market import run_json
+from tests.market import run_json, start_driver
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 WATERMARK_MS = 120_000
@@ -108,14 +106,7 @@ def run_once(layout: Layout) -> dict:
 
 
 def start_pipeline(layout: Layout, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        pipeline_command(layout, *extra),
-        env=TEST_ENV,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    return start_driver(pipeline_command(layout, *extra))
 
 
 @dataclass

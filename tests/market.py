@@ -110,9 +110,13 @@ def pipeline_command(layout: Layout, *extra: str) -> list[str]:
 
 
 def start_pipeline(layout: Layout, *extra: str) -> subprocess.Popen:
+    return start_driver(pipeline_command(layout, *extra))
+
+
+def start_driver(command: list[str]) -> subprocess.Popen:
     """A streaming driver in its own process group, so a test can kill or freeze it whole."""
     return subprocess.Popen(
-        pipeline_command(layout, *extra),
+        command,
         env=TEST_ENV,
         cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,

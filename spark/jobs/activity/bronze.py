@@ -45,7 +45,7 @@ from lakehouse.settings import Settings
 from spark import bronze
 from spark.bronze import KAFKA_COLUMNS, KAFKA_SOURCE_SCHEMA
 from spark.checkpoints import batch_watermark_ms, sink_identity
-from spark.delta_sink import append_to_tables, persisted, writer_lock
+from spark.delta_sink import append_to_tables, create_missing_tables, persisted, writer_lock
 from spark.progress import count_late_drops
 
 EVENT_FIELDS = tuple(f.name for f in EVENT.latest.fields if f.name != "event_timestamp")
@@ -132,14 +132,9 @@ def enriched(events_out: DataFrame) -> DataFrame:
 
 def ensure_tables(spark: SparkSession, layout: Layout) -> None:
     """Create the tables empty, so the window and session queries can start reading."""
-    from delta.tables import DeltaTable
-
     empty = transform(spark.createDataFrame([], KAFKA_SOURCE_SCHEMA), watermark=None)
-    for name, df in zip((EVENTS_TABLE, QUARANTINE_TABLE), split(empty)[:2], strict=True):
-        table = layout.registry.table(name)
-        path = layout.table(table)
-        if not DeltaTable.isDeltaTable(spark, path):
-            df.write.format("delta").mode("append").partitionBy(*table.partitions).save(path)
+    events_out, quarantine, _ = split(empty)
+    create_missing_tables(layout, ((EVENTS_TABLE, events_out), (QUARANTINE_TABLE, quarantine)))
 
 
 def start(

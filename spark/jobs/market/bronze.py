@@ -22,7 +22,7 @@ from lakehouse.pipelines.market import REFERENCE, REFERENCE_TOPIC, TRADE, TRADES
 from lakehouse.settings import Settings
 from spark import bronze
 from spark.bronze import KAFKA_COLUMNS, KAFKA_SOURCE_SCHEMA
-from spark.delta_sink import append_to_tables, persisted, writer_lock
+from spark.delta_sink import append_to_tables, create_missing_tables, persisted, writer_lock
 
 QUERY_NAME = "market_bronze"
 __all__ = ["KAFKA_SOURCE_SCHEMA", "QUERY_NAME", "BronzeOutputs", "start", "transform"]
@@ -104,14 +104,8 @@ def load_batch(layout: Layout, outputs: BronzeOutputs, batch_id: int) -> None:
 
 def ensure_tables(spark: SparkSession, layout: Layout) -> None:
     """Create the bronze tables empty, so readers (silver) can start before the first batch."""
-    from delta.tables import DeltaTable
-
     empty = spark.createDataFrame([], KAFKA_SOURCE_SCHEMA)
-    for name, df in _by_table(transform(empty, layout)):
-        table = layout.registry.table(name)
-        path = layout.table(table)
-        if not DeltaTable.isDeltaTable(spark, path):
-            df.write.format("delta").mode("append").partitionBy(*table.partitions).save(path)
+    create_missing_tables(layout, _by_table(transform(empty, layout)))
 
 
 def start(
