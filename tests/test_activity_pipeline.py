@@ -30,7 +30,7 @@ from tests.activity import (
     run_once,
     start_pipeline,
 )
-from tests.conftest import isolated_layout
+from tests.conftest import isolated_layout, run_cli
 from tests.market import query_id, table
 
 pytestmark = [pytest.mark.services, pytest.mark.spark, pytest.mark.slow]
@@ -197,6 +197,16 @@ def test_the_health_page_shows_the_dropped_events(platform, uninterrupted):
     assert bronze["late_rows_dropped"] == expected.late
     assert bronze["duplicates_dropped"] == expected.duplicates
     assert bronze["kafka_records_behind"] == 0
+
+
+def test_the_readme_queries_return_rows_in_psql(uninterrupted):
+    """The queries as a user types them in `lakehouse psql` (here with the run's namespace)."""
+    layout, _, _ = uninterrupted
+    for name, limit in (("page_view_counts", 10), ("active_users", 5), ("user_sessions", 10)):
+        query = f"SELECT * FROM {name} LIMIT {limit};"
+        result = run_cli("psql", "--namespace", layout.namespace, "--", "-c", query, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert f"({limit} rows)" in result.stdout, result.stdout
 
 
 def test_dbt_daily_mart_over_the_lake_counts_users_and_sessions(platform, uninterrupted, tmp_path):

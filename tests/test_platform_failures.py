@@ -129,7 +129,10 @@ def test_producer_to_a_missing_topic_says_which_in_one_sentence(platform):
         ),
         (["--job", "market_pipeline", "--param", "market.bucket=4"], "no parameter bucket"),
         (["--job", "market_pipeline", "--param", "buckets=4"], "is not pipeline.name=value"),
-        (["--job", "no_such_job"], "no streaming job 'no_such_job'; registered: market_pipeline"),
+        (
+            ["--job", "no_such_job"],
+            "no streaming job 'no_such_job'; registered: activity_pipeline, market_pipeline",
+        ),
         (["--job", "market_pipeline", "--namespace", "Bad-NS"], "namespace 'Bad-NS' is not valid"),
     ],
 )
