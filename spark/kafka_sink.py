@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import suppress
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from lakehouse.settings import Settings
@@ -74,7 +76,9 @@ class TransactionalTopicSink:
             )
             self._producer.commit_transaction()
         except BaseException:
-            self._producer.abort_transaction()
+            # A fenced or failed producer cannot abort; the next driver's init aborts for it.
+            with suppress(KafkaError):
+                self._producer.abort_transaction()
             raise
         return sent
 
