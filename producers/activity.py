@@ -37,7 +37,7 @@ import typer
 
 from lakehouse.contracts import MAX_EVENT_MS, MIN_EVENT_MS, UNPARSEABLE
 from lakehouse.pipelines.activity import ACTIVITY_TOPIC, EVENT
-from producers.market import missing_topics, open_producer
+from producers.market import keep_sending, missing_topics, open_producer
 
 PRODUCTS = 40
 SECTIONS = ("/", "/search", "/products", "/deals", "/cart", "/checkout", "/account", "/help")
@@ -434,15 +434,10 @@ def send_all(
             report.add(message)
             if echo:
                 echo(describe(message))
-            if (count and n >= count) or stop.is_set():
+            if stop.is_set() or not keep_sending(
+                n, started, count=count, duration=duration, rate=rate, wait=stop.wait
+            ):
                 break
-            elapsed = time.monotonic() - started
-            if duration and elapsed >= duration:
-                break
-            if rate > 0:
-                delay = n / rate - elapsed
-                if delay > 0 and stop.wait(delay):
-                    break
     finally:
         producer.flush()
 

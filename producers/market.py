@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import typer
@@ -232,19 +232,39 @@ def send_all(
         for n, message in enumerate(messages, start=1):
             producer.send(topics[message.topic], key=message.key, value=message.value)
             report.add(message)
-            if count and n >= count:
+            if not keep_sending(n, started, count=count, duration=duration, rate=rate):
                 break
-            elapsed = time.monotonic() - started
-            if duration and elapsed >= duration:
-                break
-            if rate > 0:
-                delay = n / rate - elapsed
-                if delay > 0:
-                    time.sleep(delay)
     except KeyboardInterrupt:
         pass
     finally:
         producer.flush()
+
+
+def keep_sending(
+    n: int,
+    started: float,
+    *,
+    count: int,
+    duration: float,
+    rate: float,
+    wait: Callable[[float], bool] | None = None,
+) -> bool:
+    """After the n-th message of a run that began at `started` (time.monotonic): False once
+    `count` messages or `duration` seconds (0: no limit) are reached; otherwise waits for the
+    next message's slot at `rate` messages/s (0: none) and says True. `wait(seconds)` returns
+    True when it was interrupted (a stop event); time.sleep by default."""
+    if count and n >= count:
+        return False
+    elapsed = time.monotonic() - started
+    if duration and elapsed >= duration:
+        return False
+    delay = n / rate - elapsed if rate > 0 else 0.0
+    if delay > 0:
+        if wait is None:
+            time.sleep(delay)
+        elif wait(delay):
+            return False
+    return True
 
 
 def main(
