@@ -14,11 +14,14 @@ DataFrame -> DataFrame, tested without a source.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from collections.abc import Iterable
+
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
 from lakehouse.contracts import UNPARSEABLE, Contract, RecordSchema, Rule
+from lakehouse.settings import Settings
 
 KAFKA_SOURCE_SCHEMA = (
     "key binary, value binary, topic string, partition int, offset long, "
@@ -34,6 +37,28 @@ def spark_schema(schema: RecordSchema) -> StructType:
     """The StructType to parse a message with: every field nullable, validation decides."""
     types = {"string": StringType(), "long": LongType(), "double": DoubleType()}
     return StructType([StructField(f.name, types[f.type], True) for f in schema.fields])
+
+
+def kafka_stream(
+    spark: SparkSession,
+    settings: Settings,
+    topics: Iterable[str],
+    *,
+    max_offsets: int | None = None,
+) -> DataFrame:
+    """The Kafka source of a bronze query: the topics from their earliest offsets (the
+    checkpoint keeps where it is), at most `max_offsets` records per micro-batch (None: all)."""
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("subscribe", ",".join(topics))
+        .option("startingOffsets", "earliest")
+        # Retention may delete offsets a stopped job never read: say so in the log, go on.
+        .option("failOnDataLoss", "false")
+    )
+    if max_offsets:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
+    return reader.load()
 
 
 def kafka_records(raw: DataFrame) -> DataFrame:

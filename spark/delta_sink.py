@@ -1,4 +1,4 @@
-"""Delta writes shared by the streaming jobs."""
+"""Delta reads and writes shared by the streaming jobs."""
 
 from __future__ import annotations
 
@@ -8,12 +8,23 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
 if TYPE_CHECKING:
     from lakehouse.layout import Layout
 
 _WRITER_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+
+
+def table_stream(
+    spark: SparkSession, layout: Layout, name: str, *, max_files: int | None = None
+) -> DataFrame:
+    """A registered Delta table as a stream (its commits in order), at most `max_files`
+    files per micro-batch (None: Delta's default)."""
+    reader = spark.readStream.format("delta")
+    if max_files:
+        reader = reader.option("maxFilesPerTrigger", str(max_files))
+    return reader.load(layout.table(name))
 
 
 def writer_lock(writer: str) -> threading.Lock:

@@ -84,11 +84,7 @@ class PingQueries:
 
         def start():
             return (
-                ctx.spark.readStream.format("kafka")
-                .option("kafka.bootstrap.servers", ctx.settings.kafka_bootstrap)
-                .option("subscribe", layout.topic("pings"))
-                .option("startingOffsets", "earliest")
-                .load()
+                bronze.kafka_stream(ctx.spark, ctx.settings, [layout.topic("pings")])
                 .writeStream.queryName(QUERY)
                 .foreachBatch(per_batch)
                 .option("checkpointLocation", layout.checkpoint(QUERY))

@@ -137,10 +137,9 @@ def start(
     watermark: str,
     timeout_ms: int,
     buckets: int,
-    max_files: int | None = None,
 ):
     sessions = transform(
-        extract(spark, layout, max_files=max_files),
+        extract(spark, layout),
         watermark=watermark,
         timeout_ms=timeout_ms,
         buckets=buckets,

@@ -21,6 +21,7 @@ from lakehouse.layout import Layout
 from lakehouse.pipelines.activity import ACTIVE_USERS_QUERY, EVENTS_TABLE, PAGE_VIEWS_QUERY
 from lakehouse.settings import Settings
 from spark.checkpoints import sink_identity
+from spark.delta_sink import table_stream
 from spark.postgres_sink import UpsertTarget, upsert_batch
 
 PAGE_VIEWS = UpsertTarget(
@@ -33,11 +34,8 @@ ACTIVE_USERS = UpsertTarget(
 )
 
 
-def extract(spark: SparkSession, layout: Layout, *, max_files: int | None = None) -> DataFrame:
-    reader = spark.readStream.format("delta")
-    if max_files:
-        reader = reader.option("maxFilesPerTrigger", str(max_files))
-    return reader.load(layout.table(EVENTS_TABLE))
+def extract(spark: SparkSession, layout: Layout) -> DataFrame:
+    return table_stream(spark, layout, EVENTS_TABLE)
 
 
 def page_views(events: DataFrame, watermark: str) -> DataFrame:

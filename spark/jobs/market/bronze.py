@@ -42,17 +42,8 @@ def extract(
     *,
     max_offsets: int | None = None,
 ) -> DataFrame:
-    reader = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
-        .option("subscribe", f"{layout.topic(TRADES_TOPIC)},{layout.topic(REFERENCE_TOPIC)}")
-        .option("startingOffsets", "earliest")
-        # Retention may delete offsets a stopped job never read: say so in the log, go on.
-        .option("failOnDataLoss", "false")
-    )
-    if max_offsets:
-        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
-    return reader.load()
+    topics = (layout.topic(TRADES_TOPIC), layout.topic(REFERENCE_TOPIC))
+    return bronze.kafka_stream(spark, settings, topics, max_offsets=max_offsets)
 
 
 def _with_event_time(df: DataFrame) -> DataFrame:

@@ -29,9 +29,9 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from lakehouse.durations import duration_ms
 from lakehouse.layout import Layout
-from spark.delta_sink import append_to_tables, persisted, writer_lock
+from lakehouse.params import duration_ms
+from spark.delta_sink import append_to_tables, persisted, table_stream, writer_lock
 from spark.jobs.market.trade_enrichment import state as enrichment
 
 QUERY_NAME = "trades_enrichment"
@@ -63,13 +63,9 @@ QUARANTINE_REASONS = {
 def extract(
     spark: SparkSession, layout: Layout, *, max_files: int | None = None
 ) -> tuple[DataFrame, DataFrame]:
-    def stream(name: str) -> DataFrame:
-        reader = spark.readStream.format("delta")
-        if max_files:
-            reader = reader.option("maxFilesPerTrigger", str(max_files))
-        return reader.load(layout.table(name))
-
-    return stream("bronze_trades"), stream("bronze_company_reference")
+    trades = table_stream(spark, layout, "bronze_trades", max_files=max_files)
+    references = table_stream(spark, layout, "bronze_company_reference", max_files=max_files)
+    return trades, references
 
 
 def union_events(trades: DataFrame, references: DataFrame) -> DataFrame:
