@@ -58,7 +58,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
-from lakehouse.durations import duration_ms
+from lakehouse.params import duration_ms
 from lakehouse.pipelines.activity import DEFAULT_PARAMS
 from spark.jobs.activity import sessions, windows
 

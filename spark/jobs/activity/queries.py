@@ -1,32 +1,25 @@
 """The web activity pipeline's queries: bronze (Kafka -> Delta, Kafka), page views, active
 users and sessions (Delta -> Postgres). Parameters (--param activity.NAME=VALUE):
-`watermark` ('2 minutes'), `session_timeout` ('15 minutes') and `buckets`, the user hash
-buckets of the session operator (16); defaults in lakehouse/pipelines/activity.
+`watermark`, `session_timeout` and `buckets` (the user hash buckets of the session
+operator); their defaults are declared in lakehouse/pipelines/activity.
 """
 
 from __future__ import annotations
 
-from lakehouse.durations import duration_ms
+from lakehouse.params import duration_ms, refuse_unknown, whole_number
+from lakehouse.pipelines.activity import DEFAULT_PARAMS
 from spark.driver import DriverContext, Starter
 
 
 class ActivityQueries:
     def __init__(self, params: dict[str, str]) -> None:
-        unknown = set(params) - {"watermark", "session_timeout", "buckets"}
-        if unknown:
-            raise ValueError(
-                f"the activity pipeline has no parameter {', '.join(sorted(unknown))} "
-                "(it takes watermark, session_timeout and buckets)"
-            )
-        self.watermark = params.get("watermark", "2 minutes")
+        defaults = dict(DEFAULT_PARAMS)  # the driver folds them in; a direct caller may not
+        refuse_unknown("activity", params, tuple(defaults))
+        params = {**defaults, **params}
+        self.watermark = params["watermark"]
         duration_ms(self.watermark, "activity.watermark")
-        self.session_timeout_ms = duration_ms(
-            params.get("session_timeout", "15 minutes"), "activity.session_timeout"
-        )
-        buckets = params.get("buckets", "16")
-        self.buckets = int(buckets) if buckets.isdigit() else 0
-        if self.buckets < 1:
-            raise ValueError(f"activity.buckets must be a whole number >= 1, not {buckets!r}")
+        self.session_timeout_ms = duration_ms(params["session_timeout"], "activity.session_timeout")
+        self.buckets = whole_number(params["buckets"], "activity.buckets")
 
     def prepare(self, ctx: DriverContext) -> None:
         from lakehouse.migrations import upgrade_layout

@@ -8,6 +8,7 @@ reference or trade may be ('10 seconds').
 
 from __future__ import annotations
 
+from lakehouse.params import refuse_unknown, whole_number
 from spark.driver import DriverContext, Starter
 
 
@@ -19,20 +20,8 @@ class MarketQueries:
             watermark_delay_ms,
         )
 
-        unknown = set(params) - {"buckets", "watermark"}
-        if unknown:
-            raise ValueError(
-                f"the market pipeline has no parameter {', '.join(sorted(unknown))} "
-                "(it takes buckets and watermark)"
-            )
-        try:
-            self.buckets = int(params.get("buckets", DEFAULT_BUCKETS))
-        except ValueError:
-            self.buckets = 0
-        if self.buckets < 1:
-            raise ValueError(
-                f"market.buckets must be a whole number >= 1, not {params['buckets']!r}"
-            )
+        refuse_unknown("market", params, ("buckets", "watermark"))
+        self.buckets = whole_number(params.get("buckets", str(DEFAULT_BUCKETS)), "market.buckets")
         self.watermark = params.get("watermark", DEFAULT_WATERMARK)
         watermark_delay_ms(self.watermark)  # ValueError in one sentence
 
