@@ -9,11 +9,9 @@ keyed by (query name, that id), a ledger follows the checkpoint's life.
 from __future__ import annotations
 
 import json
-from functools import cache
 from pathlib import Path
 
 
-@cache
 def checkpoint_query_id(checkpoint: str) -> str:
     metadata = Path(checkpoint.removeprefix("file:")) / "metadata"
     return json.loads(metadata.read_text().splitlines()[0])["id"]

@@ -90,9 +90,14 @@ def kafka_records_behind(sources: list[dict]) -> int | None:
 _LATE_DROPS: dict[tuple[str, int], int] = {}
 
 
+_KEPT_BATCHES = 1000  # more than Spark keeps in recentProgress (100 by default)
+
+
 def count_late_drops(query_name: str, batch_id: int, rows: int) -> None:
-    """Called from a foreachBatch in this driver; a replayed batch sets the same count."""
+    """Called from a foreachBatch in this driver; a replayed batch sets the same count.
+    A long-running driver keeps the counts of its last _KEPT_BATCHES batches per query."""
     _LATE_DROPS[(query_name, batch_id)] = rows
+    _LATE_DROPS.pop((query_name, batch_id - _KEPT_BATCHES), None)
 
 
 def progress_row(progress: dict) -> dict:

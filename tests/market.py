@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import psycopg
@@ -17,6 +16,7 @@ from kafka import KafkaProducer
 from lakehouse.layout import Layout
 from lakehouse.pipelines.market import REFERENCE_TOPIC, TRADES_TOPIC
 from lakehouse.settings import PROJECT_ROOT
+from spark.checkpoints import checkpoint_query_id
 from tests.conftest import TEST_ENV
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -146,7 +146,7 @@ def expected_enrichment(trades: pd.DataFrame, references: pd.DataFrame) -> pd.Da
 
 
 def query_id(layout: Layout, query: str) -> str:
-    return json.loads((Path(layout.checkpoint(query)) / "metadata").read_text())["id"]
+    return checkpoint_query_id(layout.checkpoint(query))
 
 
 def recorded_progress(platform, layout: Layout, query: str) -> tuple[int, int, int]:

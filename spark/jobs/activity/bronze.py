@@ -50,22 +50,15 @@ from spark.progress import count_late_drops
 
 EVENT_FIELDS = tuple(f.name for f in EVENT.latest.fields if f.name != "event_timestamp")
 ENRICHED_FIELDS = ("event_id", "user_id", "session_id", "event_type", "page", "schema_version")
+_ISO_UTC_MS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"  # the session time zone is UTC
 _DEDUP_KEY = "dedup_key"  # the event id; a refused record's Kafka position
 
 
 def extract(
     spark: SparkSession, settings: Settings, layout: Layout, *, max_offsets: int | None = None
 ) -> DataFrame:
-    reader = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
-        .option("subscribe", layout.topic(ACTIVITY_TOPIC))
-        .option("startingOffsets", "earliest")
-        .option("failOnDataLoss", "false")
-    )
-    if max_offsets:
-        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
-    return reader.load()
+    topics = (layout.topic(ACTIVITY_TOPIC),)
+    return bronze.kafka_stream(spark, settings, topics, max_offsets=max_offsets)
 
 
 def transform(raw: DataFrame, watermark: str | None) -> DataFrame:
@@ -121,10 +114,8 @@ def enriched(events_out: DataFrame) -> DataFrame:
     value = F.to_json(
         F.struct(
             *ENRICHED_FIELDS,
-            F.date_format("event_time", "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'").alias("event_time"),
-            F.date_format(F.current_timestamp(), "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'").alias(
-                "processing_time"
-            ),
+            F.date_format("event_time", _ISO_UTC_MS).alias("event_time"),
+            F.date_format(F.current_timestamp(), _ISO_UTC_MS).alias("processing_time"),
         )
     )
     return events_out.select(F.col("user_id").alias("key"), value.alias("value"))
