@@ -86,7 +86,7 @@ def kafka_records_behind(sources: list[dict]) -> int | None:
 
 
 # Rows a query's own code dropped behind the watermark, by (query name, batch id): added to
-# Spark's count of the batch (activity bronze drops by the batch's watermark, see there).
+# Spark's count of the batch (event bronze drops by the batch's watermark, see there).
 _LATE_DROPS: dict[tuple[str, int], int] = {}
 
 
