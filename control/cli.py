@@ -15,14 +15,14 @@ from rich.table import Table
 
 from control import platform
 from control.bench import bench_app
-from lakehouse.install import InstallError, install
+from lakehouse.install import InstallError, ferretdb_ready, find_go, install
 from lakehouse.java import java_major_version, java_problem
 from lakehouse.process import port_bindable
 from lakehouse.settings import Settings, ensure_credentials, load_settings
 
 app = typer.Typer(
-    help="A streaming lakehouse on one machine: Kafka, S3, Postgres, Spark + Delta, "
-    "Airflow and a dashboard as local processes.",
+    help="A streaming lakehouse on one machine: Kafka, S3, Postgres, MongoDB (FerretDB), "
+    "Spark + Delta, Airflow and a dashboard as local processes.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -41,19 +41,31 @@ def _require_java() -> None:
         raise _fail(problem)
 
 
-def _install(settings: Settings) -> None:
+def _install(settings: Settings, *, ferretdb: bool = True) -> None:
     _require_java()
     try:
-        with console.status("checking jars") as spinner:
-            install(settings, log=lambda line: spinner.update(line) or console.print(f"  {line}"))
+        with console.status("checking jars and FerretDB") as spinner:
+            install(
+                settings,
+                log=lambda line: spinner.update(line) or console.print(f"  {line}"),
+                ferretdb=ferretdb,
+            )
     except InstallError as error:
         raise _fail(str(error)) from None
 
 
 @app.command("install")
-def install_command() -> None:
-    """Fetch the jars pip cannot install (Kafka broker, Spark's Kafka/Delta/S3A jars)."""
-    _install(load_settings())
+def install_command(
+    ferretdb: bool = typer.Option(
+        True,
+        "--ferretdb/--no-ferretdb",
+        help="also build the FerretDB server (needs Go; the compose image skips it: it runs "
+        "mongod in its own container)",
+    ),
+) -> None:
+    """Fetch the jars pip cannot install (Kafka broker, Spark's Kafka/Delta/S3A jars) and
+    build the FerretDB server (MongoDB wire protocol) from its Go module, each once."""
+    _install(load_settings(), ferretdb=ferretdb)
     console.print("[green]installed[/green]")
 
 
@@ -91,7 +103,8 @@ def up(
     console.print(
         f"Airflow: {settings.airflow_url} (user {settings.airflow_admin_user})   "
         f"Dashboard: {settings.dashboard_url}   S3: {settings.s3_endpoint} "
-        f"(bucket {settings.s3_bucket})   Kafka: {settings.kafka_bootstrap}"
+        f"(bucket {settings.s3_bucket})   Kafka: {settings.kafka_bootstrap}   "
+        f"MongoDB: {settings.mongo_uri()}{settings.mongo_database}"
     )
 
 
@@ -160,6 +173,17 @@ def doctor() -> None:
     mvn = shutil.which("mvn")
     problems += mvn is None
     table.add_row("maven", mvn or "[red]missing (apt-get install maven)[/red]")
+    if ferretdb_ready(settings):
+        table.add_row("ferretdb", str(settings.ferretdb_binary))
+    else:
+        go = find_go()
+        problems += go is None
+        table.add_row(
+            "ferretdb",
+            f"not built yet (make install builds it with {go})"
+            if go
+            else "[red]not built, and Go is missing to build it (install Go 1.24+)[/red]",
+        )
     settings.home.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(settings.home).free / 1e9
     problems += free_gb < 5
@@ -324,7 +348,7 @@ def replay(
     )
 
 
-# ---- user tools: read Kafka topics, open psql ------------------------------------------
+# ---- user tools: read Kafka topics, open psql, look into MongoDB -----------------------
 
 kafka_app = typer.Typer(
     help="Look into Kafka: read a topic's messages, list the topics. Kafka's own console "
@@ -447,6 +471,101 @@ def kafka_console_command(
         max_messages=max_messages,
     )
     print(kafka_tools.shell_command(command))
+
+
+mongo_app = typer.Typer(
+    help="Look into the platform's MongoDB database (FerretDB): without a command, open "
+    "mongosh on it (when mongosh is on PATH); find, count and collections need only pymongo.",
+)
+app.add_typer(mongo_app, name="mongo")
+
+
+def _mongo_shell(extra_args: list[str]) -> None:
+    from control import mongo as mongo_tools
+
+    settings = load_settings()
+    program = mongo_tools.find_mongosh()
+    if program is None:
+        raise _user_error(mongo_tools.missing_mongosh_message(settings))
+    try:
+        mongo_tools.check_reachable(settings)
+    except mongo_tools.MongoToolError as error:
+        raise _user_error(str(error)) from None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(program, mongo_tools.mongosh_argv(program, settings, extra_args))
+    except OSError as error:
+        raise _user_error(f"Could not run {program} ({error.strerror}).") from None
+
+
+@mongo_app.callback(invoke_without_command=True)
+def mongo_main(ctx: typer.Context) -> None:
+    """Without a command: mongosh on the platform's database (LAKEHOUSE_MONGO_DATABASE)."""
+    if ctx.invoked_subcommand is None:
+        _mongo_shell([])
+
+
+@mongo_app.command(
+    "shell",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def mongo_shell(ctx: typer.Context) -> None:
+    """mongosh on the platform's database; arguments after `--` go to mongosh, e.g.
+    `lakehouse mongo shell -- --eval "db.stats()"`."""
+    _mongo_shell(list(ctx.args))
+
+
+_FILTER_HELP = 'a query filter as (Extended) JSON, e.g. \'{"status": "paid"}\''
+
+
+@mongo_app.command("find")
+def mongo_find(
+    collection: str = typer.Argument(..., help="a collection of the platform's database"),
+    filter_json: str = typer.Option("{}", "--filter", help=_FILTER_HELP),
+    limit: int = typer.Option(20, "--limit", "-n", min=0, help="at most N documents (0: all)"),
+) -> None:
+    """Print a collection's documents as JSON lines (relaxed Extended JSON), in _id order."""
+    from control import mongo as mongo_tools
+
+    settings = load_settings()
+    try:
+        query = mongo_tools.parse_filter(filter_json)
+        mongo_tools.find(settings, collection, query, limit, sys.stdout)
+        sys.stdout.flush()
+    except mongo_tools.MongoToolError as error:
+        raise _user_error(str(error)) from None
+    except BrokenPipeError:
+        # the reader went away (`| head`): nothing more may reach the closed pipe at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+@mongo_app.command("count")
+def mongo_count(
+    collection: str = typer.Argument(..., help="a collection of the platform's database"),
+    filter_json: str = typer.Option("{}", "--filter", help=_FILTER_HELP),
+) -> None:
+    """Print how many documents of a collection match (all without --filter)."""
+    from control import mongo as mongo_tools
+
+    try:
+        query = mongo_tools.parse_filter(filter_json)
+        print(mongo_tools.count(load_settings(), collection, query))
+    except mongo_tools.MongoToolError as error:
+        raise _user_error(str(error)) from None
+
+
+@mongo_app.command("collections")
+def mongo_collections() -> None:
+    """List the collections of the platform's database, one per line."""
+    from control import mongo as mongo_tools
+
+    try:
+        names = mongo_tools.collections(load_settings())
+    except mongo_tools.MongoToolError as error:
+        raise _user_error(str(error)) from None
+    for name in names:
+        print(name)
 
 
 @app.command(

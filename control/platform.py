@@ -11,6 +11,7 @@ from infra.base import Service, ServiceError
 from infra.dashboard import DashboardService
 from infra.demo_feed import ActivityDemoFeedService, DemoFeedService
 from infra.kafka import KafkaService
+from infra.mongo import MongoService
 from infra.postgres import PostgresService
 from infra.s3 import S3Service
 from infra.spark_cluster import SparkMasterService, SparkWorkerService
@@ -32,6 +33,7 @@ def services(
         PostgresService(settings),
         S3Service(settings),
         KafkaService(settings),
+        MongoService(settings),
     ]
     if spark_cluster:
         chosen += [SparkMasterService(settings), SparkWorkerService(settings)]
@@ -148,6 +150,7 @@ def status(services_in_order: list[Service]) -> list[dict]:
                 "url": service.url(),
                 "rss_mb": round(service.process.rss_bytes() / 2**20, 1),
                 "log": str(service.process.log_file),
+                "details": dict(service.extra_status()),
             }
         )
     return rows

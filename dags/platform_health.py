@@ -1,4 +1,5 @@
-"""Checks every 5 minutes that Kafka, S3 and Postgres answer; a failed run shows which not."""
+"""Checks every 5 minutes that Kafka, S3, Postgres and MongoDB answer; a failed run shows
+which not."""
 
 from __future__ import annotations
 

@@ -6,12 +6,18 @@ from lakehouse.settings import Settings
 
 
 def check_services(settings: Settings) -> dict[str, bool]:
-    """Ask Kafka, S3 and Postgres for real (not only whether a port is open)."""
+    """Ask Kafka, S3, Postgres and MongoDB for real (not only whether a port is open)."""
     from infra.kafka import KafkaService
+    from infra.mongo import MongoService
     from infra.postgres import PostgresService
     from infra.s3 import S3Service
 
     return {
         service.name: service.is_healthy()
-        for service in (PostgresService(settings), S3Service(settings), KafkaService(settings))
+        for service in (
+            PostgresService(settings),
+            S3Service(settings),
+            KafkaService(settings),
+            MongoService(settings),
+        )
     }

@@ -155,7 +155,7 @@ class PostgresService(Service):
         s = self.settings
         reader = s.dashboard_user
         with self._connect("postgres") as conn:
-            for db in (s.postgres_db, s.airflow_db):
+            for db in (s.postgres_db, s.airflow_db, s.ferretdb_db):
                 if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db]).rowcount:
                     _run(conn, "CREATE DATABASE {}", db)
             verb = "CREATE"
@@ -168,6 +168,7 @@ class PostgresService(Service):
             )
             # Only the platform reads Airflow's metadata (it holds connections and variables).
             _run(conn, "REVOKE ALL ON DATABASE {} FROM PUBLIC", s.airflow_db)
+            _run(conn, "REVOKE ALL ON DATABASE {} FROM PUBLIC", s.ferretdb_db)
             _run(conn, "GRANT CONNECT ON DATABASE {} TO {}", s.postgres_db, reader)
         self._migrate()
         with self._connect(s.postgres_db) as conn:

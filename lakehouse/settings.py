@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CREDENTIALS_FILE = "credentials.env"
+# The MongoDB-wire server the embedded platform runs (built from its Go module by install).
+FERRETDB_VERSION = "v1.24.2"
 
 # Credentials generated on first `up` when not given; field name -> generator.
 _GENERATED_CREDENTIALS = {
@@ -44,9 +46,10 @@ class Settings(BaseSettings):
     kafka_host: str = "127.0.0.1"
     s3_host: str = "127.0.0.1"
     postgres_host: str = "127.0.0.1"
+    mongo_host: str = "127.0.0.1"
 
     # Ports are off the usual defaults so the platform does not collide with
-    # a Kafka, Postgres or Airflow the user may already run.
+    # a Kafka, Postgres, MongoDB or Airflow the user may already run.
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
     s3_port: int = 19000
@@ -55,6 +58,7 @@ class Settings(BaseSettings):
     s3_filer_port: int = 18888
     s3_grpc_port_base: int = 29000  # SeaweedFS's internal gRPC ports: base + 1..4
     postgres_port: int = 15432
+    mongo_port: int = 17017
     airflow_port: int = 18080
     dashboard_port: int = 18501
     spark_master_port: int = 17077
@@ -68,6 +72,9 @@ class Settings(BaseSettings):
     postgres_user: str = "lakehouse"
     postgres_db: str = "lakehouse"
     airflow_db: str = "airflow"
+    # FerretDB keeps the MongoDB collections in this database of the platform's Postgres.
+    ferretdb_db: str = "ferretdb"
+    mongo_database: str = "lakehouse"
     dashboard_user: str = "dashboard_ro"
     airflow_admin_user: str = "admin"
 
@@ -113,6 +120,12 @@ class Settings(BaseSettings):
     @property
     def jars_dir(self) -> Path:
         return self.jars_path or self.home / "jars"
+
+    @property
+    def ferretdb_binary(self) -> Path:
+        """The FerretDB server `lakehouse install` builds, cached beside the jar sets (so a
+        test platform sharing the jars folder shares it too)."""
+        return self.jars_dir / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb"
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -183,6 +196,10 @@ class Settings(BaseSettings):
     @property
     def jdbc_url(self) -> str:
         return f"jdbc:postgresql://{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+
+    def mongo_uri(self) -> str:
+        """The MongoDB server (FerretDB embedded, mongod under compose); no credentials."""
+        return f"mongodb://{self.mongo_host}:{self.mongo_port}/"
 
     @property
     def airflow_url(self) -> str:

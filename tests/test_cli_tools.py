@@ -7,6 +7,7 @@ CLI in-process; the `services` tests run the real commands against the test plat
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import socket
@@ -14,12 +15,14 @@ import stat
 import subprocess
 import uuid
 from collections import namedtuple
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from control import consume as kafka_tools
+from control import mongo as mongo_tools
 from control import psql as psql_tools
 from control.cli import app
 from lakehouse.layout import Layout
@@ -367,6 +370,74 @@ def test_cli_kafka_when_kafka_is_down_is_one_sentence(args):
     )
 
 
+# ---- mongo: the pure parts and the one-sentence errors -----------------------------------
+
+
+def test_mongosh_opens_the_platform_database(tmp_path):
+    settings = settings_for(tmp_path, mongo_host="db.example", mongo_port=27999)
+    argv = mongo_tools.mongosh_argv("/x/mongosh", settings, ["--quiet"])
+    assert argv == ["/x/mongosh", "mongodb://db.example:27999/lakehouse", "--quiet"]
+
+
+def test_mongo_filter_is_extended_json_and_bad_ones_are_one_sentence():
+    assert mongo_tools.parse_filter("") == {}
+    assert mongo_tools.parse_filter('{"v": {"$gte": 2}}') == {"v": {"$gte": 2}}
+    # Extended JSON: a date filter is a BSON date (naive UTC, as pymongo sends it)
+    at = mongo_tools.parse_filter('{"at": {"$date": "2026-01-02T03:04:05Z"}}')["at"]
+    assert at == datetime(2026, 1, 2, 3, 4, 5)
+    for text, start in (("{v: 1}", "--filter is not valid JSON"), ("[1]", "--filter must be")):
+        with pytest.raises(mongo_tools.MongoToolError) as error:
+            mongo_tools.parse_filter(text)
+        assert str(error.value).startswith(start) and "\n" not in str(error.value)
+
+
+def test_mongo_documents_print_as_relaxed_json_lines():
+    document = {"_id": "o-1", "v": 2, "at": datetime(2026, 1, 2, tzinfo=UTC), "amount": 9.5}
+    line = mongo_tools.to_json_line(document)
+    assert json.loads(line) == {
+        "_id": "o-1",
+        "v": 2,
+        "at": {"$date": "2026-01-02T00:00:00Z"},
+        "amount": 9.5,
+    }
+
+
+def test_cli_mongo_without_mongosh_is_one_sentence(monkeypatch):
+    monkeypatch.setattr(mongo_tools, "find_mongosh", lambda: None)
+    result = CliRunner().invoke(app, ["mongo"])
+    assert result.exit_code == 2
+    line = one_sentence(result.stderr)
+    assert line.startswith("error: mongosh is not on PATH: install it, use `lakehouse mongo find")
+
+
+def test_cli_mongo_shell_execs_mongosh_with_the_arguments_after_the_double_dash(monkeypatch):
+    calls = []
+    monkeypatch.setattr(mongo_tools, "find_mongosh", lambda: "/fake/bin/mongosh")
+    monkeypatch.setattr(mongo_tools, "check_reachable", lambda settings: None)
+    monkeypatch.setattr(os, "execvp", lambda program, argv: calls.append((program, argv)))
+    result = CliRunner().invoke(app, ["mongo", "shell", "--", "--eval", "db.stats()"])
+    assert result.exit_code == 0, result.output
+    [(program, argv)] = calls
+    assert program == "/fake/bin/mongosh"
+    assert argv[0] == program and argv[2:] == ["--eval", "db.stats()"]
+    assert argv[1].startswith("mongodb://127.0.0.1:") and argv[1].endswith("/lakehouse")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["mongo", "find", "orders"], ["mongo", "count", "orders"], ["mongo", "collections"]],
+    ids=["find", "count", "collections"],
+)
+def test_cli_mongo_when_mongo_is_down_is_one_sentence(args):
+    port = free_port()
+    result = run_cli(*args, env={**TEST_ENV, "LAKEHOUSE_MONGO_PORT": str(port)}, timeout=60)
+    assert result.returncode == 2
+    assert one_sentence(result.stderr) == (
+        f"error: MongoDB is not reachable at mongodb://127.0.0.1:{port}/: "
+        "start the platform (make up)."
+    )
+
+
 # ---- against the test platform ---------------------------------------------------------
 
 
@@ -519,3 +590,31 @@ def test_psql_search_path_is_the_serving_schema_then_public(platform):
     assert default.stdout.strip().replace(" ", "") == "serving,public"
     isolated = run_cli("psql", "--namespace", "t0cli", "--", "-At", "-c", "SHOW search_path")
     assert isolated.stdout.strip().replace(" ", "") == "serving_t0cli,public"
+
+
+@pytest.mark.services
+def test_mongo_find_count_and_collections(platform):
+    from lakehouse.mongo import mongo_client
+
+    name = f"t_cli_{uuid.uuid4().hex[:8]}"
+    client = mongo_client(platform)
+    collection = client[platform.mongo_database][name]
+    collection.insert_many([{"_id": f"o-{i}", "v": i} for i in range(5)])
+    try:
+        found = run_cli("mongo", "find", name, "--filter", '{"v": {"$gte": 2}}', "--limit", "2")
+        assert found.returncode == 0, found.stderr
+        assert [json.loads(line) for line in found.stdout.splitlines()] == [
+            {"_id": "o-2", "v": 2},
+            {"_id": "o-3", "v": 3},
+        ]
+        counted = run_cli("mongo", "count", name, "--filter", '{"v": {"$lt": 3}}')
+        assert (counted.returncode, counted.stdout) == (0, "3\n"), counted.stderr
+        listed = run_cli("mongo", "collections")
+        assert listed.returncode == 0, listed.stderr
+        assert name in listed.stdout.splitlines()
+        refused = run_cli("mongo", "find", name, "--filter", '{"v": {"$nosuchop": 1}}')
+        assert refused.returncode == 2
+        assert one_sentence(refused.stderr).startswith("error: MongoDB refused the request")
+    finally:
+        collection.drop()
+        client.close()

@@ -42,6 +42,7 @@ PUBLISHED_PORTS = {
     "kafka": ("kafka_port", 19092),
     "minio": ("s3_port", 9000),
     "postgres": ("postgres_port", 5432),
+    "mongo": ("mongo_port", 27017),
     "airflow": ("airflow_port", 18080),
     "dashboard": ("dashboard_port", 18501),
     "spark-master": ("spark_master_ui_port", 18090),
@@ -159,7 +160,7 @@ def test_compose_file_is_current_spec_with_declared_volumes(compose, services):
             if source.startswith((".", "/", "~")):
                 continue  # a bind mount
             assert source in declared, f"{name} mounts volume {source!r}, not declared"
-    for data_service in ("postgres", "minio", "kafka"):
+    for data_service in ("postgres", "minio", "kafka", "mongo"):
         mounts = [str(v).split(":")[0] for v in services[data_service].get("volumes", [])]
         assert set(mounts) & declared, f"{data_service} keeps its data in no named volume"
 
@@ -213,6 +214,7 @@ def test_shared_env_configures_settings_for_the_containers(container_settings):
     assert settings.kafka_bootstrap == "kafka:9092"
     assert settings.s3_endpoint == "http://minio:9000"
     assert (settings.postgres_host, settings.postgres_port) == ("postgres", 5432)
+    assert settings.mongo_uri() == "mongodb://mongo:27017/"
     assert settings.spark_master == "spark://spark-master:7077"
     assert settings.missing_credentials == []
     for key, value in credentials.items():
@@ -294,7 +296,7 @@ def test_kafka_is_single_node_kraft_without_topic_auto_creation(compose, service
 
 
 def test_healthchecks_gate_the_dependents(services):
-    for name in ("minio", "kafka", "postgres"):
+    for name in ("minio", "kafka", "postgres", "mongo"):
         check = services[name].get("healthcheck") or {}
         assert check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
     waits = 0
@@ -312,6 +314,8 @@ def test_healthchecks_gate_the_dependents(services):
             assert spec["condition"] == expected, f"{name} -> {dependency}"
     assert services["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
     assert services["airflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # the streams Airflow supervises write to MongoDB (the orders pipeline's collection)
+    assert services["airflow"]["depends_on"]["mongo"]["condition"] == "service_healthy"
     assert waits >= len(PYTHON_SERVICES)
 
 

@@ -15,7 +15,16 @@ pytestmark = [pytest.mark.services, pytest.mark.lifecycle]
 def test_up_status_down(platform):
     status = json.loads(run_cli("status", "--json").stdout)
     rows = {row["service"]: row for row in status["services"]}
-    expected = ["postgres", "s3", "kafka", "spark-master", "spark-worker", "airflow", "dashboard"]
+    expected = [
+        "postgres",
+        "s3",
+        "kafka",
+        "mongo",
+        "spark-master",
+        "spark-worker",
+        "airflow",
+        "dashboard",
+    ]
     for name in expected:
         assert rows[name]["healthy"], f"{name} is not healthy: {rows[name]}"
         assert rows[name]["rss_mb"] > 0

@@ -1,4 +1,5 @@
-"""The data services for real: Kafka, S3 and Postgres answer clients as users use them."""
+"""The data services for real: Kafka, S3, Postgres and MongoDB answer clients as users use
+them."""
 
 import uuid
 
@@ -10,8 +11,10 @@ from botocore.exceptions import ClientError
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from minio import Minio
 from minio.error import S3Error
+from pymongo.errors import DuplicateKeyError
 
 from infra.s3 import s3_client
+from lakehouse.mongo import mongo_client
 from lakehouse.registry import load_registry
 
 TOPICS = load_registry().topics
@@ -128,3 +131,72 @@ def test_postgres_reachable_and_dashboard_role_is_read_only(platform):
             reader.execute("CREATE TABLE dashboard_was_here (id int)")
     with psycopg.connect(platform.postgres_dsn(platform.airflow_db)) as airflow_db:
         assert airflow_db.execute("SELECT count(*) FROM alembic_version").fetchone()[0] == 1
+
+
+@pytest.fixture
+def mongo_collection(platform):
+    """A fresh collection of the platform's MongoDB database, dropped afterwards."""
+    client = mongo_client(platform)
+    collection = client[platform.mongo_database][f"t_{uuid.uuid4().hex[:8]}"]
+    try:
+        yield collection
+    finally:
+        collection.drop()
+        client.close()
+
+
+def test_mongo_answers_ping(platform):
+    client = mongo_client(platform)
+    try:
+        assert client.admin.command("ping")["ok"] == 1
+    finally:
+        client.close()
+
+
+def upsert_if_newer(collection, key: str, version: int) -> bool:
+    """The sinks' version-guarded upsert: False when the stored version is not older (the
+    upsert's insert then hits the existing _id: DuplicateKeyError 11000, which callers
+    ignore)."""
+    try:
+        collection.update_one(
+            {"_id": key, "v": {"$lt": version}}, {"$set": {"v": version}}, upsert=True
+        )
+    except DuplicateKeyError as error:
+        assert error.code == 11000
+        return False
+    return True
+
+
+def test_mongo_version_guarded_upsert_keeps_the_newest(mongo_collection):
+    assert upsert_if_newer(mongo_collection, "order-1", 2)  # inserted
+    assert mongo_collection.find_one({"_id": "order-1"}) == {"_id": "order-1", "v": 2}
+    with pytest.raises(DuplicateKeyError) as refused:
+        mongo_collection.update_one(
+            {"_id": "order-1", "v": {"$lt": 1}}, {"$set": {"v": 1}}, upsert=True
+        )
+    assert refused.value.code == 11000
+    assert not upsert_if_newer(mongo_collection, "order-1", 2)  # the same version again
+    assert mongo_collection.find_one({"_id": "order-1"}) == {"_id": "order-1", "v": 2}
+    assert upsert_if_newer(mongo_collection, "order-1", 3)  # a newer one updates in place
+    assert list(mongo_collection.find()) == [{"_id": "order-1", "v": 3}]
+
+
+def test_mongo_write_batch_stops_at_a_refused_upsert(mongo_collection):
+    """FerretDB 1.24, unlike mongod: an update batch stops at its first write error even
+    when unordered, and the reply then lacks nModified (pymongo's bulk_write fails on it
+    with KeyError). So version-guarded upserts go one document at a time; if a FerretDB
+    upgrade changes this, batches become possible and this test says so."""
+    mongo_collection.insert_one({"_id": "a", "v": 2})
+    reply = mongo_collection.database.command(
+        {
+            "update": mongo_collection.name,
+            "updates": [
+                {"q": {"_id": "a", "v": {"$lt": 1}}, "u": {"$set": {"v": 1}}, "upsert": True},
+                {"q": {"_id": "b", "v": {"$lt": 1}}, "u": {"$set": {"v": 1}}, "upsert": True},
+            ],
+            "ordered": False,
+        }
+    )
+    assert [error["code"] for error in reply["writeErrors"]] == [11000]
+    assert "nModified" not in reply
+    assert list(mongo_collection.find()) == [{"_id": "a", "v": 2}]  # "b" was not written

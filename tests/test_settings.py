@@ -35,6 +35,8 @@ def test_endpoints_follow_hosts_and_ports():
     settings = Settings(kafka_host="kafka", kafka_port=9092, s3_host="minio", s3_port=9000)
     assert settings.kafka_bootstrap == "kafka:9092"
     assert settings.s3_endpoint == "http://minio:9000"
+    mongo = Settings(mongo_host="mongo", mongo_port=27017)
+    assert mongo.mongo_uri() == "mongodb://mongo:27017/"
 
 
 def test_spark_conf_sets_platform_invariants(tmp_path):
