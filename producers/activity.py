@@ -29,13 +29,14 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import typer
 
-from lakehouse.contracts import MAX_EVENT_MS, MIN_EVENT_MS, UNPARSEABLE
+from lakehouse.contracts import MAX_EVENT_MS, MIN_EVENT_MS, UNPARSEABLE, Contract
 from lakehouse.pipelines.activity import ACTIVITY_TOPIC, EVENT
 from producers.market import keep_sending, missing_topics, open_producer
 
@@ -109,6 +110,11 @@ def _json(record: dict) -> bytes:
     return json.dumps(record, separators=(",", ":")).encode()
 
 
+def random_uuid(rng: random.Random) -> str:
+    """A version-4 UUID drawn from `rng`, so a seed fixes it."""
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
 def user_name(index: int, users: int) -> str:
     """0 -> u000000; wider when the pool needs more digits."""
     return f"u{index:0{max(6, len(str(users - 1)))}d}"
@@ -173,7 +179,7 @@ class ActivitySimulator:
     # ---- records ----------------------------------------------------------------------
 
     def _uuid(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        return random_uuid(self._rng)
 
     def _user(self, index: int) -> str:
         return user_name(index, self.users)
@@ -317,13 +323,13 @@ def simulate(
     return [next(stream) for _ in range(count)], clock.now
 
 
-def self_check(message: Message) -> str | None:
+def self_check(message: Any, contract: Contract = EVENT) -> str | None:
     """The quarantine reason the bronze job should give this message (None: accepted)."""
     try:
         record = json.loads(message.value)
     except ValueError:
         return UNPARSEABLE
-    return EVENT.violation(record)
+    return contract.violation(record)
 
 
 # ---- report and verbose lines ---------------------------------------------------------
@@ -333,8 +339,16 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def describe(message: Message) -> str:
-    """One line per sent message for --verbose; only late events' lines contain LATE."""
+def session_details(record: dict) -> str:
+    return (
+        f"user={record['user_id']} session={record['session_id']} "
+        f"type={record['event_type']} page={record['page']}"
+    )
+
+
+def describe(message: Any, details: Callable[[dict], str] = session_details) -> str:
+    """One line per sent message for --verbose; only late events' lines contain LATE.
+    `details` renders a valid record's own fields (another pipeline passes its own)."""
     if message.kind == "malformed":
         return (
             f"BAD   reason={message.reason} key={message.key.decode()} "
@@ -343,8 +357,7 @@ def describe(message: Message) -> str:
     record = json.loads(message.value)
     tag = {"events": "EVENT", "late": "LATE", "duplicates": "DUP"}[message.kind]
     line = (
-        f"{tag:<5} event_id={record['event_id']} user={record['user_id']} "
-        f"session={record['session_id']} type={record['event_type']} page={record['page']} "
+        f"{tag:<5} event_id={record['event_id']} {details(record)} "
         f"event_time={iso(record['event_timestamp'])}"
     )
     behind_s = (message.clock_ms - message.event_time_ms) / 1000
@@ -356,14 +369,16 @@ def describe(message: Message) -> str:
 
 
 @dataclass
-class ActivityReport:
+class FeedReport:
+    """What a feed sent: messages by kind (KINDS), malformed ones by reason, and the span of
+    event time of the valid records. A pipeline's report adds its own counts."""
+
     counts: Counter = field(default_factory=Counter)
     malformed_by_reason: Counter = field(default_factory=Counter)
-    sessions: Counter = field(default_factory=Counter)
     first_event_ms: int | None = None
     last_event_ms: int | None = None
 
-    def add(self, message: Message) -> None:
+    def add(self, message: Any) -> None:
         self.counts[message.kind] += 1
         if message.kind == "malformed":
             self.malformed_by_reason[message.reason] += 1
@@ -373,29 +388,27 @@ class ActivityReport:
             self.first_event_ms = event_ms
         if self.last_event_ms is None or event_ms > self.last_event_ms:
             self.last_event_ms = event_ms
-        if message.kind == "duplicates":
-            return
-        if message.event_type == "session_start":
-            self.sessions["started"] += 1
-        if message.finishes:
-            self.sessions[message.finishes] += 1
 
-    def as_dict(
-        self, *, topic: str, seed: int, clock: str, clock_end_ms: int, seconds: float
+    def summary(
+        self,
+        head: dict,
+        details: dict,
+        *,
+        seed: int,
+        clock: str,
+        clock_end_ms: int,
+        seconds: float,
     ) -> dict:
-        """sent = the sum of by_kind; first/last_event_ms: the smallest and largest
+        """`head` (where it went), sent = the sum of by_kind, malformed_by_reason, `details`
+        (the pipeline's counts), then first/last_event_ms: the smallest and largest
         event_timestamp of the valid records sent (late ones and duplicates included)."""
         total = sum(self.counts.values())
-        started, ended, abandoned = (self.sessions[k] for k in ("started", "ended", "abandoned"))
         return {
-            "topic": topic,
+            **head,
             "sent": total,
             "by_kind": {kind: self.counts.get(kind, 0) for kind in KINDS},
             "malformed_by_reason": dict(sorted(self.malformed_by_reason.items())),
-            "sessions_started": started,
-            "sessions_ended": ended,
-            "sessions_abandoned": abandoned,
-            "sessions_open": started - ended - abandoned,
+            **details,
             "first_event_ms": self.first_event_ms,
             "last_event_ms": self.last_event_ms,
             "clock": clock,
@@ -406,40 +419,93 @@ class ActivityReport:
         }
 
 
+@dataclass
+class ActivityReport(FeedReport):
+    sessions: Counter = field(default_factory=Counter)
+
+    def add(self, message: Message) -> None:
+        super().add(message)
+        if message.kind in ("malformed", "duplicates"):
+            return
+        if message.event_type == "session_start":
+            self.sessions["started"] += 1
+        if message.finishes:
+            self.sessions[message.finishes] += 1
+
+    def as_dict(
+        self, *, topic: str, seed: int, clock: str, clock_end_ms: int, seconds: float
+    ) -> dict:
+        started, ended, abandoned = (self.sessions[k] for k in ("started", "ended", "abandoned"))
+        sessions = {
+            "sessions_started": started,
+            "sessions_ended": ended,
+            "sessions_abandoned": abandoned,
+            "sessions_open": started - ended - abandoned,
+        }
+        return self.summary(
+            {"topic": topic},
+            sessions,
+            seed=seed,
+            clock=clock,
+            clock_end_ms=clock_end_ms,
+            seconds=seconds,
+        )
+
+
 # ---- the I/O edge ---------------------------------------------------------------------
 
 
 def send_all(
     producer,
-    messages: Iterator[Message],
-    topic: str,
-    report: ActivityReport,
+    messages: Iterator[Any],
+    topic: str | Callable[[Any], str],
+    report: FeedReport,
     *,
     count: int = 0,
     duration: float = 0.0,
     rate: float = 0.0,
     stop: threading.Event | None = None,
     echo: Callable[[str], None] | None = None,
+    render: Callable[[Any], str] = describe,
 ) -> None:
     """Send until `count` messages, `duration` seconds (0: no limit) or `stop` is set, at
     `rate` messages/s (0: as fast as possible), then flush. A message is generated only
-    right before it is sent, and `report` counts exactly what was handed to the producer."""
+    right before it is sent, and `report` counts exactly what was handed to the producer.
+    `topic` is the topic, or a function giving each message's; `echo` gets `render(message)`."""
     stop = stop or threading.Event()
     started = time.monotonic()
     if stop.is_set():
         return
     try:
         for n, message in enumerate(messages, start=1):
-            producer.send(topic, key=message.key, value=message.value)
+            producer.send(
+                topic(message) if callable(topic) else topic, key=message.key, value=message.value
+            )
             report.add(message)
             if echo:
-                echo(describe(message))
+                echo(render(message))
             if stop.is_set() or not keep_sending(
                 n, started, count=count, duration=duration, rate=rate, wait=stop.wait
             ):
                 break
     finally:
         producer.flush()
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event that SIGTERM (the supervisor) and SIGINT set, instead of their usual effect,
+    while the block runs: the send loop then ends between two messages, so what was sent is
+    flushed and counted exactly, and the report is still printed."""
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def parse_start(value: str) -> int:
@@ -519,13 +585,7 @@ def main(
         typer.echo(f"Refused: {error}.")
         raise typer.Exit(2) from None
 
-    # SIGTERM (the supervisor) and SIGINT end the loop between two messages, so what was
-    # sent is flushed and counted exactly, and the report is still printed.
-    stop = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
+    with stop_on_signals() as stop:
         try:
             missing = missing_topics(settings.kafka_bootstrap, [topic])
             producer = open_producer(settings.kafka_bootstrap)
@@ -567,9 +627,6 @@ def main(
                 seconds=time.monotonic() - started,
             )
             print(json.dumps(summary), flush=True)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
