@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from infra.airflow import AirflowService
 from infra.base import Service, ServiceError
 from infra.dashboard import DashboardService
-from infra.demo_feed import ActivityDemoFeedService, DemoFeedService
+from infra.demo_feed import ActivityDemoFeedService, DemoFeedService, OrdersDemoFeedService
 from infra.kafka import KafkaService
 from infra.mongo import MongoService
 from infra.postgres import PostgresService
@@ -39,7 +39,13 @@ def services(
         chosen += [SparkMasterService(settings), SparkWorkerService(settings)]
     chosen += [AirflowService(settings), DashboardService(settings)]
     if demo:
-        chosen.extend((DemoFeedService(settings), ActivityDemoFeedService(settings)))
+        chosen.extend(
+            (
+                DemoFeedService(settings),
+                ActivityDemoFeedService(settings),
+                OrdersDemoFeedService(settings),
+            )
+        )
     return chosen
 
 

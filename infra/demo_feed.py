@@ -1,5 +1,5 @@
-"""The demo feeds `make up` starts: the market and the web activity simulators at a gentle
-rate."""
+"""The demo feeds `make up` starts: the market, web activity and orders simulators at a
+gentle rate."""
 
 from __future__ import annotations
 
@@ -55,3 +55,17 @@ class ActivityDemoFeedService(DemoFeedService):
             "--users",
             "300",
         ]
+
+
+class OrdersDemoFeedService(DemoFeedService):
+    """Orders and payments: a fifth of payments before their order, some never matched,
+    cancelled or refunded, 2 % of events late."""
+
+    name = "orders-feed"
+    events_per_second = 10
+
+    def url(self) -> str:
+        return f"kafka://{self.settings.kafka_bootstrap}/orders,payments"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "producers.orders", "--rate", str(self.events_per_second)]

@@ -2,9 +2,10 @@
 serving schema.
 
 The default namespace ('') is the platform's own. Tests and experiments use an isolated
-namespace: suffixed topics, a lake prefix, checkpoints and a serving schema of their own,
-so runs never see each other's data. A namespace is checked where it enters (CLI, DAG
-params, drivers) and becomes part of topic names and SQL identifiers only through here.
+namespace: suffixed topics and MongoDB collections, a lake prefix, checkpoints and a serving
+schema of their own, so runs never see each other's data. A namespace is checked where it
+enters (CLI, DAG params, drivers) and becomes part of topic names and SQL identifiers only
+through here.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ class Layout:
     @property
     def serving_schema(self) -> str:
         return f"serving_{self.namespace}" if self.namespace else "serving"
+
+    def collection(self, name: str) -> str:
+        """A MongoDB collection of the platform's database."""
+        return f"{name}_{self.namespace}" if self.namespace else name
 
     def job_key(self, job: str) -> str:
         return self.registry.job(job).key(self.namespace)

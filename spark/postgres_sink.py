@@ -28,13 +28,22 @@ class UpsertTarget:
     table: str  # in the serving schema
     key: tuple[str, ...]
     columns: tuple[str, ...]  # every column written, the key among them
+    # A column that only grows per key (a version): a row replaces the stored one only when
+    # its value is higher, so an older state never overwrites a newer one.
+    newer_by: str | None = None
 
     def statement(self, schema: str, stage: str) -> str:
         columns = ", ".join(self.columns)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
+        guard = (
+            f" WHERE {self.table}.{self.newer_by} < EXCLUDED.{self.newer_by}"
+            if self.newer_by
+            else ""
+        )
         return (
             f'INSERT INTO "{schema}".{self.table} ({columns}) SELECT {columns} FROM {stage} '
             f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}, updated_at = now()"
+            + guard
         )
 
 

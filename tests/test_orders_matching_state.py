@@ -108,7 +108,7 @@ def test_arrival_order_and_batching_do_not_change_final_states(seed):
 
 def test_expiry_happens_at_the_deadline_not_earlier():
     deadline = T0 + TIMEOUT
-    output, state = run([frame(event("unpaid", "order_created", 2.0, 0))], [0])
+    _, state = run([frame(event("unpaid", "order_created", 2.0, 0))], [0])
     at_deadline = m.step(state, [], deadline, TIMEOUT)  # W == deadline: not past it yet
     assert at_deadline.output.empty and m.open_count(at_deadline.state) == 1
     assert at_deadline.next_timeout_ms == deadline

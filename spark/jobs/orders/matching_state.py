@@ -268,18 +268,31 @@ def step(
     close the orders whose deadline the watermark passed, evict closed orders a timeout
     later, and emit the orders that changed. Does not modify its arguments."""
     events = _events([chunks] if isinstance(chunks, pd.DataFrame) else chunks)
-    closed = state[state["closed"].to_numpy(bool)]
-    open_orders = state[~state["closed"].to_numpy(bool)]
+    is_closed = state["closed"].to_numpy(bool)
+    closed, open_orders = state[is_closed], state[~is_closed]
     if events is not None:
         # A closed order's id takes no further events (see "Closing").
         events = events[~events["order_id"].isin(closed["order_id"])]
-    if events is None or events.empty:
-        merged = open_orders.assign(
-            previous_status=open_orders["status"], previous_version=open_orders["version"]
+    # Only the orders with new events or a deadline behind the watermark can change; the
+    # rest of the state is carried over as it is (a call costs what it touches).
+    touched = (
+        open_orders["order_id"].isin(events["order_id"]).to_numpy(bool)
+        if events is not None and len(events)
+        else np.zeros(len(open_orders), bool)
+    )
+    due = open_orders["first_ms"].astype("int64").to_numpy() + timeout_ms < watermark_ms
+    untouched = open_orders[~touched & ~due]
+    closing_only = open_orders[~touched & due]
+    parts = [
+        closing_only.assign(
+            previous_status=closing_only["status"], previous_version=closing_only["version"]
         )
-    else:
-        merged = _merge(open_orders, events, timeout_ms)
-    before = open_orders.set_index("order_id").reindex(merged["order_id"]).reset_index(drop=True)
+    ]
+    if touched.any() or (events is not None and len(events)):
+        parts.append(_merge(open_orders[touched], events, timeout_ms))
+    merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    candidates = open_orders[touched | due]
+    before = candidates.set_index("order_id").reindex(merged["order_id"]).reset_index(drop=True)
     merged = merged.reset_index(drop=True)
     status = derive_status(merged)
     deadline = merged["first_ms"].astype("int64").to_numpy() + timeout_ms
@@ -291,7 +304,7 @@ def step(
     merged["version"] = merged["previous_version"].astype("int64") + changed.astype("int64")
     output = _output(merged[changed], timeout_ms)
 
-    held = pd.concat([closed, merged[list(STATE_COLUMNS)]], ignore_index=True)
+    held = pd.concat([closed, untouched, merged[list(STATE_COLUMNS)]], ignore_index=True)
     held_deadline = held["first_ms"].astype("int64").to_numpy() + timeout_ms
     held_closed = held["closed"].to_numpy(bool)
     evicted = held_closed & (held_deadline + timeout_ms < watermark_ms)
