@@ -37,12 +37,13 @@ comes. Median over `repeat` runs, interleaved so machine noise spreads over the 
 alike. Sink: Spark's `noop` (rows are produced, then dropped; the window queries in update
 mode, as the pipeline runs them), so no variant pays for writing output the others do not
 write. The sessions' output is checked: the number of sessions emitted must equal the
-sessions the final watermark closes, computed from the generated input.
+sessions the final watermark closes, computed from the generated input. The file input,
+the timing, the interleaving and the medians are spark/bench_common.py's, shared with the
+orders bench.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import time
@@ -53,13 +54,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from lakehouse.params import duration_ms
 from lakehouse.pipelines.activity import DEFAULT_PARAMS
+from spark.bench_common import file_stream, interleaved, medians, run_to_noop, write_batches
+from spark.bench_common import steady as steady  # the activity bench's test reads it here
 from spark.jobs.activity import sessions, windows
 
 PARAMS = dict(DEFAULT_PARAMS)
@@ -178,22 +180,10 @@ def generate_events(
 def write_input(
     folder: Path, rows: int, users: int, batch_rows: int, seed: int, watermark_ms: int
 ) -> dict:
-    """One Parquet file per micro-batch, in event-time order (mtimes 1 s apart, so the file
-    source takes them in that order)."""
+    """One Parquet file per micro-batch, in event-time order."""
     table, expected = generate_events(rows, users, seed, watermark_ms=watermark_ms)
-    folder.mkdir(parents=True)
-    stamp = time.time() - rows // batch_rows - 10
-    for number, offset in enumerate(range(0, rows, batch_rows)):
-        path = folder / f"part-{number:05d}.parquet"
-        pq.write_table(table.slice(offset, batch_rows), path)
-        os.utime(path, (stamp + number, stamp + number))
+    write_batches(folder, table, batch_rows)
     return expected
-
-
-def _events(spark: SparkSession, folder: Path) -> DataFrame:
-    return (
-        spark.readStream.schema(EVENT_SCHEMA).option("maxFilesPerTrigger", "1").parquet(str(folder))
-    )
 
 
 def stateless(events: DataFrame, buckets: int) -> DataFrame:
@@ -256,42 +246,12 @@ VARIANTS: dict[str, Callable[[DataFrame, int], DataFrame]] = {
 UPDATE_MODE = ("page_views", "active_users")  # as the pipeline runs them
 
 
-def steady(progress: list[dict]) -> tuple[int, float]:
-    """Rows and seconds of the micro-batches with data after the first."""
-    rest = [p for p in progress if p["numInputRows"]][1:]
-    seconds = sum(p["durationMs"]["triggerExecution"] for p in rest) / 1000
-    return sum(p["numInputRows"] for p in rest), seconds
-
-
 def run_variant(
     spark: SparkSession, root: Path, folder: Path, variant: str, tag: str, buckets: int
 ) -> dict:
-    checkpoint = root / f"cp-{variant}-{tag}"
-    began = time.monotonic()
-    query = (
-        VARIANTS[variant](_events(spark, folder), buckets)
-        .writeStream.format("noop")
-        .outputMode("update" if variant in UPDATE_MODE else "append")
-        .option("checkpointLocation", str(checkpoint))
-        .trigger(availableNow=True)
-        .start()
-    )
-    query.awaitTermination()
-    if query.exception():
-        raise RuntimeError(f"{variant} failed: {query.exception()}")
-    progress = query.recentProgress
-    rows, seconds = steady(progress)
-    shutil.rmtree(checkpoint, ignore_errors=True)
-    return {
-        "rows": rows,
-        "seconds": seconds,
-        "rows_per_s": rows / seconds,
-        "batches": sum(1 for p in progress if p["numInputRows"]),
-        "no_data_batches": sum(1 for p in progress if not p["numInputRows"]),
-        "rows_in": sum(p["numInputRows"] for p in progress),
-        "rows_out": sum(p["sink"].get("numOutputRows", -1) for p in progress),
-        "wall_s": time.monotonic() - began,
-    }
+    frame = VARIANTS[variant](file_stream(spark, EVENT_SCHEMA, folder), buckets)
+    mode = "update" if variant in UPDATE_MODE else "append"
+    return run_to_noop(frame, root / f"cp-{variant}-{tag}", name=variant, output_mode=mode)
 
 
 def _short(users: int) -> str:
@@ -325,24 +285,23 @@ def run(
         inputs[count] = root / f"input-{count}"
         expected[count] = write_input(inputs[count], rows, count, batch_rows, seed, watermark_ms)
     plan = [(name, users[0]) for name in VARIANTS] + [("sessions", u) for u in users[1:]]
-    results: dict[tuple[str, int], list[dict]] = {key: [] for key in plan}
-    for attempt in range(repeat):
-        # Interleaved so machine noise spreads over all variants alike.
-        for name, count in plan:
-            result = run_variant(spark, root, inputs[count], name, f"{count}-{attempt}", buckets)
-            log(
-                f"  run {attempt + 1}/{repeat} {name} ({count:,} users): "
-                f"{result['rows_per_s']:,.0f} rows/s, {result['batches']} batches "
-                f"+ {result['no_data_batches']} without data, {result['rows_out']:,} rows out, "
-                f"{result['wall_s']:.1f} s"
+
+    def run_once(key: tuple[str, int], attempt: str) -> dict:
+        name, count = key
+        return run_variant(spark, root, inputs[count], name, f"{count}-{attempt}", buckets)
+
+    def check(key: tuple[str, int], result: dict) -> None:
+        name, count = key
+        if name == "sessions" and result["rows_out"] != expected[count]["closed_sessions"]:
+            raise RuntimeError(
+                f"sessions emitted {result['rows_out']:,} sessions at {count:,} users, "
+                f"the input closes {expected[count]['closed_sessions']:,}"
             )
-            if name == "sessions" and result["rows_out"] != expected[count]["closed_sessions"]:
-                raise RuntimeError(
-                    f"sessions emitted {result['rows_out']:,} sessions at {count:,} users, "
-                    f"the input closes {expected[count]['closed_sessions']:,}"
-                )
-            results[name, count].append(result)
-    median = {key: statistics.median(r["rows_per_s"] for r in rs) for key, rs in results.items()}
+
+    results = interleaved(
+        plan, repeat, run_once, lambda key: f"{key[0]} ({key[1]:,} users)", log, check
+    )
+    median = medians(results)
     shutil.rmtree(root, ignore_errors=True)
     u = users[0]
     windows_seconds = sum(
