@@ -1,9 +1,10 @@
 """Streamlit dashboard: per-ticker trends from the lake's marts, sectors, movers, web activity,
-pipeline health.
+orders, pipeline health.
 
 Queries live in dashboard/queries.py and figures in dashboard/charts.py; this file only lays
-them out; the web activity page is a file of its own (dashboard/activity_page.py). Reads are
-cached for REFRESH_S seconds, and the chart refreshes itself at that pace.
+them out; the web activity and orders pages are files of their own
+(dashboard/activity_page.py, dashboard/orders_page.py). Reads are cached for REFRESH_S
+seconds, and the chart refreshes itself at that pace.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ page = st.navigation(
         st.Page(trends_page, title="Trends", default=True),
         st.Page(overview_page, title="Sectors and movers"),
         st.Page("activity_page.py", title="Web activity", url_path="activity"),
+        st.Page("orders_page.py", title="Orders", url_path="orders"),
         st.Page(health_page, title="Pipeline health"),
     ]
 )

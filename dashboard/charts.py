@@ -1,10 +1,29 @@
-"""Plotly figures of the dashboard; pure functions of DataFrames."""
+"""Plotly figures of the dashboard, and the numbers shown beside them; pure functions of
+DataFrames."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+PANEL_HEIGHT = 350  # the pipeline pages' charts, two or three to a screen
+
+
+def _panel(
+    figure: go.Figure, title: str, xaxis_title: str, yaxis_title: str | None = None, **layout
+) -> go.Figure:
+    """The pipeline pages' chart layout: titled axes, one height, tight margins."""
+    if yaxis_title is not None:
+        layout["yaxis_title"] = yaxis_title
+    figure.update_layout(
+        title=title, xaxis_title=xaxis_title, height=PANEL_HEIGHT, margin={"t": 40, "b": 20}
+    )
+    figure.update_layout(**layout)
+    return figure
 
 
 def candlestick(bars: pd.DataFrame, symbol: str) -> go.Figure:
@@ -57,24 +76,14 @@ def page_views_per_minute(per_minute: pd.DataFrame) -> go.Figure:
     figure = go.Figure(
         go.Bar(x=per_minute["window_start"], y=per_minute["views"], name="page views")
     )
-    figure.update_layout(
-        title="Page views per minute",
-        xaxis_title="minute (UTC)",
-        yaxis_title="page views",
-        height=350,
-        margin={"t": 40, "b": 20},
-    )
-    return figure
+    return _panel(figure, "Page views per minute", "minute (UTC)", "page views")
 
 
 def top_pages(pages: pd.DataFrame) -> go.Figure:
     """The most viewed pages (page, views), the most viewed on top."""
     ranked = pages.sort_values(["views", "page"], ascending=[True, False])
     figure = go.Figure(go.Bar(x=ranked["views"], y=ranked["page"], orientation="h"))
-    figure.update_layout(
-        title="Top pages", xaxis_title="page views", height=350, margin={"t": 40, "b": 20}
-    )
-    return figure
+    return _panel(figure, "Top pages", "page views")
 
 
 def active_users(windows: pd.DataFrame) -> go.Figure:
@@ -85,14 +94,12 @@ def active_users(windows: pd.DataFrame) -> go.Figure:
             x=windows["window_end"], y=windows["active_users"], mode="lines", name="active users"
         )
     )
-    figure.update_layout(
-        title="Active users (5-minute window, sliding by 1 minute)",
-        xaxis_title="window end (UTC)",
-        yaxis_title="distinct users",
-        height=350,
-        margin={"t": 40, "b": 20},
+    return _panel(
+        figure,
+        "Active users (5-minute window, sliding by 1 minute)",
+        "window end (UTC)",
+        "distinct users",
     )
-    return figure
 
 
 def session_lengths(sessions: pd.DataFrame) -> go.Figure:
@@ -106,13 +113,92 @@ def session_lengths(sessions: pd.DataFrame) -> go.Figure:
         figure.add_trace(
             go.Histogram(x=rows["duration_s"], y=rows["sessions"], histfunc="sum", name=str(reason))
         )
-    figure.update_layout(
-        title="Session length by how the session ended",
-        xaxis_title="session length (s)",
-        yaxis_title="sessions",
+    _panel(
+        figure,
+        "Session length by how the session ended",
+        "session length (s)",
+        "sessions",
         barmode="overlay",
-        height=350,
-        margin={"t": 40, "b": 20},
     )
     figure.update_traces(opacity=0.65)
     return figure
+
+
+# ---- orders ------------------------------------------------------------------------------
+
+MATCHED = "paid"
+OPEN = ("awaiting_payment", "awaiting_order")
+COUNTED = ("amount_mismatch", "expired", "cancelled", "refunded")
+
+
+def order_summary(statuses: pd.DataFrame) -> dict:
+    """The page's order figures from (status, orders) rows: `orders` in all, `match_rate`
+    (paid / all orders, whatever their status, final or current; None without orders),
+    and the count of each status (0 when absent)."""
+    counts = statuses.groupby("status")["orders"].sum()
+    total = int(counts.sum())
+    summary: dict = {
+        "orders": total,
+        "match_rate": counts.get(MATCHED, 0) / total if total else None,
+    }
+    for status in (MATCHED, *OPEN, *COUNTED):
+        summary[status] = int(counts.get(status, 0))
+    return summary
+
+
+def weighted_quantiles(
+    frame: pd.DataFrame, value: str, weight: str, quantiles: Sequence[float]
+) -> list[float] | None:
+    """Quantiles of `value` over rows counted `weight` times (the smallest value at or above
+    that share of the weight: a value of the data, no interpolation); None without rows."""
+    ordered = frame[frame[weight] > 0].sort_values(value)
+    if ordered.empty:
+        return None
+    share = ordered[weight].cumsum().to_numpy() / ordered[weight].sum()
+    values = ordered[value].to_numpy()
+    return [float(values[min(np.searchsorted(share, q), len(values) - 1)]) for q in quantiles]
+
+
+def open_order_ages(ages: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame:
+    """(status, age_bucket, orders) rows as a table: a row per open status, a column per age
+    label (bucket i is labels[i]), zeros where no order is."""
+    table = ages.pivot_table(
+        index="status", columns="age_bucket", values="orders", aggfunc="sum", fill_value=0
+    )
+    table = table.reindex(index=list(OPEN), columns=range(len(labels)), fill_value=0)
+    table.columns = list(labels)
+    return table.astype("int64")
+
+
+def open_orders_by_age(ages: pd.DataFrame, labels: Sequence[str]) -> go.Figure:
+    """Orders awaiting their partner, stacked by status, per age bucket (every bucket drawn,
+    empty or not, so the axis does not move between refreshes)."""
+    table = open_order_ages(ages, labels)
+    figure = go.Figure(
+        [go.Bar(x=list(labels), y=table.loc[status].tolist(), name=status) for status in OPEN]
+    )
+    return _panel(
+        figure,
+        "Open orders by age",
+        "age (from the first order or payment)",
+        "orders",
+        barmode="stack",
+    )
+
+
+def payment_latency(latencies: pd.DataFrame, quantiles: dict[str, float]) -> go.Figure:
+    """Histogram of order-to-payment time of paid orders from (latency_s, orders) rows
+    (plotly bins them, summing the counts), a dashed line at each quantile ({"p50": s})."""
+    figure = go.Figure(
+        go.Histogram(
+            x=latencies["latency_s"], y=latencies["orders"], histfunc="sum", name="paid orders"
+        )
+    )
+    for name, seconds in quantiles.items():
+        figure.add_vline(x=seconds, line_dash="dash", annotation_text=f"{name} {seconds:,.0f} s")
+    return _panel(
+        figure,
+        "Order to payment (paid orders)",
+        "seconds from order to payment (negative: the payment came first)",
+        "orders",
+    )

@@ -2,9 +2,10 @@
 
 Market data comes from the marts `lakehouse dbt build` writes to DuckDB, opened read-only
 and briefly (a DuckDB file takes one writer or many readers, and dbt must be able to write).
-Pipeline health comes from Postgres `stream_progress`, and web activity from the activity
-pipeline's serving tables (`page_view_counts`, `active_users`, `user_sessions` in a serving
-schema, the caller's choice), both through the read-only dashboard role.
+Pipeline health comes from Postgres `stream_progress`, web activity from the activity
+pipeline's serving tables (`page_view_counts`, `active_users`, `user_sessions`) and orders
+from the orders pipeline's `order_status`, both in a serving schema (the caller's choice),
+all through the read-only dashboard role.
 """
 
 from __future__ import annotations
@@ -144,18 +145,27 @@ def serving(settings: Settings) -> Iterator[psycopg.Connection]:
         conn.close()
 
 
-def _serving_frame(conn, query: str, schema: str, params: list | None = None) -> pd.DataFrame:
-    """`query` with {schema} as the quoted serving schema; NoData when its tables are missing."""
+def _serving_frame(
+    conn,
+    query: str,
+    schema: str,
+    params: list | None = None,
+    *,
+    missing: str = ACTIVITY_TABLES_MISSING,
+    tables: str = "web activity tables",
+) -> pd.DataFrame:
+    """`query` with {schema} as the quoted serving schema; NoData when its tables are missing
+    (the `missing` message) or the role may not read them (naming `tables`)."""
     statement = pgsql.SQL(query).format(schema=pgsql.Identifier(schema))
     try:
         cursor = conn.execute(statement, params or [])
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as error:
         conn.rollback()
-        raise NoData(ACTIVITY_TABLES_MISSING) from error
+        raise NoData(missing) from error
     except psycopg.errors.InsufficientPrivilege as error:
         conn.rollback()
         raise NoData(
-            "The dashboard's role may not read the web activity tables: run `lakehouse up`,"
+            f"The dashboard's role may not read the {tables}: run `lakehouse up`,"
             " which grants it read access to every schema."
         ) from error
     columns = [c.name for c in cursor.description]
@@ -218,6 +228,79 @@ def session_lengths(conn, schema: str, since: datetime) -> pd.DataFrame:
         "SELECT end_reason, round(duration_s)::bigint AS duration_s, count(*) AS sessions"
         " FROM {schema}.user_sessions WHERE session_end >= %s"
         " GROUP BY 1, 2 ORDER BY 1, 2",
+        schema,
+        [since],
+    )
+
+
+# ---- orders: the orders pipeline's serving table `order_status` in Postgres ---------------
+
+ORDERS_TABLES_MISSING = (
+    "The orders table is missing: run `lakehouse migrate` (`lakehouse up` does it too), then "
+    "start the pipeline with `lakehouse stream start orders_pipeline`."
+)
+ORDERS_EMPTY = (
+    "No orders yet: start the pipeline with `lakehouse stream start orders_pipeline` and its"
+    " producer (`python -m producers.orders`)."
+)
+OPEN_STATUSES = ("awaiting_payment", "awaiting_order")
+# Open orders' ages: bucket i holds AGE_EDGES_S[i - 1] <= age < AGE_EDGES_S[i] seconds.
+AGE_EDGES_S = (60, 300, 900, 1800)
+AGE_LABELS = ("under 1 min", "1-5 min", "5-15 min", "15-30 min", "30 min or more")
+
+
+def _orders_frame(conn, query: str, schema: str, params: list | None = None) -> pd.DataFrame:
+    return _serving_frame(
+        conn, query, schema, params, missing=ORDERS_TABLES_MISSING, tables="orders table"
+    )
+
+
+def orders_as_of(conn, schema: str) -> datetime | None:
+    """The latest state change in `order_status`: the page's "now" (ages and the time range
+    are measured from it, not the wall clock, so a replayed or simulated clock reads right);
+    None when the table is empty."""
+    frame = _orders_frame(conn, "SELECT max(changed_at) AS t FROM {schema}.order_status", schema)
+    value = frame["t"].iloc[0]
+    return None if pd.isna(value) else pd.Timestamp(value).to_pydatetime()
+
+
+def order_status_counts(conn, schema: str, since: datetime) -> pd.DataFrame:
+    """status, orders: the orders whose state last changed since `since`, per status."""
+    return _orders_frame(
+        conn,
+        "SELECT status, count(*) AS orders FROM {schema}.order_status"
+        " WHERE changed_at >= %s GROUP BY status ORDER BY status",
+        schema,
+        [since],
+    )
+
+
+def open_order_ages(conn, schema: str, as_of: datetime) -> pd.DataFrame:
+    """status, age_bucket, orders: the orders still awaiting their partner, whatever the time
+    range, by age at `as_of` (from the order's first order or payment time; an order with
+    neither counts from its last change). age_bucket indexes AGE_LABELS."""
+    return _orders_frame(
+        conn,
+        "SELECT status, width_bucket(extract(epoch FROM %s::timestamptz"
+        " - coalesce(least(order_time, payment_time), changed_at))::float8, %s::float8[])"
+        " AS age_bucket, count(*) AS orders"
+        " FROM {schema}.order_status WHERE status = ANY(%s)"
+        " GROUP BY 1, 2 ORDER BY 1, 2",
+        schema,
+        [as_of, list(AGE_EDGES_S), list(OPEN_STATUSES)],
+    )
+
+
+def payment_latencies(conn, schema: str, since: datetime) -> pd.DataFrame:
+    """latency_s, orders: paid orders since `since`, counted per whole second from order to
+    payment (bounded size, whatever the number of orders). Negative when the payment came
+    first."""
+    return _orders_frame(
+        conn,
+        "SELECT round(order_to_payment_s)::bigint AS latency_s, count(*) AS orders"
+        " FROM {schema}.order_status"
+        " WHERE status = 'paid' AND changed_at >= %s AND order_to_payment_s IS NOT NULL"
+        " GROUP BY 1 ORDER BY 1",
         schema,
         [since],
     )
