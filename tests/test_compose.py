@@ -35,6 +35,7 @@ PYTHON_SERVICES = (
     "dashboard",
     "demo-feed",
     "activity-feed",
+    "orders-feed",
 )
 # Compose service -> (Settings field holding the embedded port, port inside the container):
 # the host port must be the embedded default, so URLs are the same in both deployments.
