@@ -5,7 +5,7 @@ in the same run:
 
 - `sessions`: `sessions.transform`, the sessionization (applyInPandasWithState over user
   hash buckets, `sessions_state.step` in the Python worker, RocksDB state);
-- `passthrough`: the same bucketed applyInPandasWithState with `sessions.passthrough_bucket`,
+- `passthrough`: the same bucketed applyInPandasWithState with `bucketed_state.passthrough_bucket`,
   a function that returns its input: the operator's cost with every row going to Python and
   back. The sessions emit one row per closed session (about an eighth of their input), so
   they can be faster than this;
@@ -60,6 +60,7 @@ from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from lakehouse.params import duration_ms
 from lakehouse.pipelines.activity import DEFAULT_PARAMS
+from spark import bucketed_state
 from spark.bench_common import file_stream, interleaved, medians, run_to_noop, write_batches
 from spark.bench_common import steady as steady  # the activity bench's test reads it here
 from spark.jobs.activity import sessions, windows
@@ -191,13 +192,8 @@ def stateless(events: DataFrame, buckets: int) -> DataFrame:
 
 
 def passthrough(events: DataFrame, buckets: int) -> DataFrame:
-    rows = sessions.bucketed(events, watermark=WATERMARK, buckets=buckets)
-    return rows.groupBy("bucket").applyInPandasWithState(
-        sessions.passthrough_bucket,
-        rows.schema,
-        sessions.STATE_SCHEMA,
-        "append",
-        GroupStateTimeout.EventTimeTimeout,
+    return bucketed_state.pass_through(
+        sessions.bucketed(events, watermark=WATERMARK, buckets=buckets)
     )
 
 
@@ -216,7 +212,7 @@ def drain(events: DataFrame, buckets: int) -> DataFrame:
         .applyInPandasWithState(
             _drain,
             sessions.OUTPUT_SCHEMA,
-            sessions.STATE_SCHEMA,
+            bucketed_state.STATE_SCHEMA,
             "append",
             GroupStateTimeout.EventTimeTimeout,
         )

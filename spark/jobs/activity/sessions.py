@@ -13,18 +13,17 @@ load: each micro-batch's closed sessions are upserted into Postgres `user_sessio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import partial
 
-import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
-from pyspark.sql.types import BinaryType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from lakehouse.layout import Layout
 from lakehouse.pipelines.activity import SESSIONS_QUERY
 from lakehouse.settings import Settings
+from spark import bucketed_state
+from spark.bucketed_state import BucketedStep
 from spark.jobs.activity import sessions_state
 from spark.jobs.activity.windows import extract, start_upserts
 from spark.postgres_sink import UpsertTarget
@@ -43,7 +42,6 @@ OUTPUT_SCHEMA = StructType(
         StructField("end_reason", StringType()),
     ]
 )
-STATE_SCHEMA = StructType([StructField("blob", BinaryType())])
 USER_SESSIONS = UpsertTarget(
     "user_sessions",
     ("user_id", "session_id", "session_start"),
@@ -60,58 +58,30 @@ USER_SESSIONS = UpsertTarget(
 )
 
 
-def sessionize_bucket(
-    key: tuple, chunks: Iterator[pd.DataFrame], group_state: GroupState, timeout_ms: int
-) -> Iterator[pd.DataFrame]:
-    """applyInPandasWithState adapter: state blob <-> `sessions_state.step` <-> timeouts."""
-    stored = (
-        sessions_state.state_from_bytes(group_state.get[0])
-        if group_state.exists
-        else sessions_state.empty_state()
+def sessions_step(timeout_ms: int) -> BucketedStep:
+    return BucketedStep(
+        partial(_step, timeout_ms=timeout_ms),
+        sessions_state.empty_state,
+        sessions_state.state_to_bytes,
+        sessions_state.state_from_bytes,
     )
-    chunks = [chunk for chunk in chunks if len(chunk)] or [sessions_state.empty_input()]
-    watermark = group_state.getCurrentWatermarkMs()
-    result = sessions_state.step(stored, chunks, watermark, timeout_ms)
-    if result.next_timeout_ms is None:
-        group_state.remove()
-    else:
-        group_state.update((sessions_state.state_to_bytes(result.state),))
-        # Spark calls back once the watermark is past the earliest closing threshold.
-        group_state.setTimeoutTimestamp(max(result.next_timeout_ms, watermark))
-    if len(result.output):
-        yield result.output[list(OUTPUT_SCHEMA.fieldNames())]
 
 
-def passthrough_bucket(
-    key: tuple, chunks: Iterator[pd.DataFrame], group_state: GroupState
-) -> Iterator[pd.DataFrame]:
-    """The same operator with a function that returns its input: the ceiling the bench
-    compares sessionization with."""
-    yield from chunks
+def _step(state, chunks, watermark_ms: int, *, timeout_ms: int):
+    # A timeout call has no rows; the step wants at least an empty frame.
+    frames = [chunk for chunk in chunks if len(chunk)] or [sessions_state.empty_input()]
+    return sessions_state.step(state, frames, watermark_ms, timeout_ms)
 
 
 def bucketed(events: DataFrame, *, watermark: str, buckets: int) -> DataFrame:
-    # event_time stays: Spark's event-time timeout needs the watermarked column.
-    return events.withWatermark("event_time", watermark).select(
-        *INPUT_COLUMNS[:3],
-        "event_time",
-        F.unix_millis("event_time").alias("event_time_ms"),
-        F.pmod(F.xxhash64("user_id"), F.lit(buckets)).alias("bucket"),
+    return bucketed_state.bucketed(
+        events, "user_id", INPUT_COLUMNS[:3], watermark=watermark, buckets=buckets
     )
 
 
 def transform(events: DataFrame, *, watermark: str, timeout_ms: int, buckets: int) -> DataFrame:
-    return (
-        bucketed(events, watermark=watermark, buckets=buckets)
-        .groupBy("bucket")
-        .applyInPandasWithState(
-            partial(sessionize_bucket, timeout_ms=timeout_ms),
-            OUTPUT_SCHEMA,
-            STATE_SCHEMA,
-            "append",
-            GroupStateTimeout.EventTimeTimeout,
-        )
-    )
+    rows = bucketed(events, watermark=watermark, buckets=buckets)
+    return bucketed_state.apply_in_buckets(rows, sessions_step(timeout_ms), OUTPUT_SCHEMA)
 
 
 def serving_rows(sessions: DataFrame) -> DataFrame:

@@ -5,7 +5,7 @@ in the same run:
 
 - `matching`: `matching.transform`, the order matching (applyInPandasWithState over order
   hash buckets, `matching_state.step` in the Python worker, RocksDB state);
-- `passthrough`: the same bucketed applyInPandasWithState with `matching.passthrough_bucket`,
+- `passthrough`: the same bucketed applyInPandasWithState with `bucketed_state.passthrough_bucket`,
   a function that returns its input: the operator's cost with every row going to Python and
   back, the ceiling matching is read against. Matching emits about one row per order per
   micro-batch it is touched in (fewer than its input rows), so it can beat this;
@@ -56,7 +56,6 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming.state import GroupStateTimeout
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType, TimestampType
 
 from lakehouse.params import duration_ms
@@ -67,6 +66,7 @@ from lakehouse.pipelines.orders import (
     PAYMENT_RECEIVED,
     PAYMENT_REFUNDED,
 )
+from spark import bucketed_state
 from spark.bench_common import (
     file_stream,
     interleaved,
@@ -244,13 +244,8 @@ def stateless(events: DataFrame, buckets: int) -> DataFrame:
 
 
 def passthrough(events: DataFrame, buckets: int) -> DataFrame:
-    rows = matching.bucketed(events, watermark=WATERMARK, buckets=buckets)
-    return rows.groupBy("bucket").applyInPandasWithState(
-        matching.passthrough_bucket,
-        rows.schema,
-        matching.STATE_SCHEMA,
-        "append",
-        GroupStateTimeout.EventTimeTimeout,
+    return bucketed_state.pass_through(
+        matching.bucketed(events, watermark=WATERMARK, buckets=buckets)
     )
 
 

@@ -19,15 +19,12 @@ load: one foreachBatch writes each micro-batch's state changes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import partial
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 from pyspark.sql.types import (
-    BinaryType,
     DoubleType,
     LongType,
     StringType,
@@ -44,6 +41,8 @@ from lakehouse.pipelines.orders import (
     OUTCOMES_TABLE,
 )
 from lakehouse.settings import Settings
+from spark import bucketed_state
+from spark.bucketed_state import BucketedStep
 from spark.checkpoints import sink_identity
 from spark.delta_sink import (
     append_to_tables,
@@ -71,7 +70,7 @@ OUTPUT_SCHEMA = StructType(
         StructField("deadline_ms", LongType()),
     ]
 )
-STATE_SCHEMA = StructType([StructField("blob", BinaryType())])
+INPUT_COLUMNS = ("order_id", "event_type", "amount")
 # The columns of an order's state everywhere it is served (Delta outcomes, Postgres, Mongo).
 OUTCOME_COLUMNS = (
     "order_id",
@@ -88,59 +87,28 @@ OUTCOME_COLUMNS = (
 ORDER_STATUS = UpsertTarget("order_status", ("order_id",), OUTCOME_COLUMNS, newer_by="version")
 
 
-def match_bucket(
-    key: tuple, chunks: Iterator[pd.DataFrame], group_state: GroupState, timeout_ms: int
-) -> Iterator[pd.DataFrame]:
-    """applyInPandasWithState adapter: state blob <-> `matching_state.step` <-> timeouts."""
-    stored = (
-        matching_state.state_from_bytes(group_state.get[0])
-        if group_state.exists
-        else matching_state.empty_state()
+def match_step(timeout_ms: int) -> BucketedStep:
+    return BucketedStep(
+        partial(_step, timeout_ms=timeout_ms),
+        matching_state.empty_state,
+        matching_state.state_to_bytes,
+        matching_state.state_from_bytes,
     )
-    watermark = group_state.getCurrentWatermarkMs()
-    result = matching_state.step(stored, chunks, watermark, timeout_ms)
-    if result.next_timeout_ms is None:
-        group_state.remove()
-    else:
-        group_state.update((matching_state.state_to_bytes(result.state),))
-        # Spark calls back once the watermark is past the next deadline.
-        group_state.setTimeoutTimestamp(max(result.next_timeout_ms, watermark))
-    if len(result.output):
-        yield result.output[list(OUTPUT_SCHEMA.fieldNames())]
 
 
-def passthrough_bucket(
-    key: tuple, chunks: Iterator[pd.DataFrame], group_state: GroupState
-) -> Iterator[pd.DataFrame]:
-    """The same operator with a function that returns its input: the ceiling the bench
-    compares matching with."""
-    yield from chunks
+def _step(state, chunks, watermark_ms: int, *, timeout_ms: int):
+    return matching_state.step(state, chunks, watermark_ms, timeout_ms)
 
 
 def bucketed(events: DataFrame, *, watermark: str, buckets: int) -> DataFrame:
-    # event_time stays: Spark's event-time timeout needs the watermarked column.
-    return events.withWatermark("event_time", watermark).select(
-        "order_id",
-        "event_type",
-        "amount",
-        "event_time",
-        F.unix_millis("event_time").alias("event_time_ms"),
-        F.pmod(F.xxhash64("order_id"), F.lit(buckets)).alias("bucket"),
+    return bucketed_state.bucketed(
+        events, "order_id", INPUT_COLUMNS, watermark=watermark, buckets=buckets
     )
 
 
 def transform(events: DataFrame, *, watermark: str, timeout_ms: int, buckets: int) -> DataFrame:
-    return (
-        bucketed(events, watermark=watermark, buckets=buckets)
-        .groupBy("bucket")
-        .applyInPandasWithState(
-            partial(match_bucket, timeout_ms=timeout_ms),
-            OUTPUT_SCHEMA,
-            STATE_SCHEMA,
-            "append",
-            GroupStateTimeout.EventTimeTimeout,
-        )
-    )
+    rows = bucketed(events, watermark=watermark, buckets=buckets)
+    return bucketed_state.apply_in_buckets(rows, match_step(timeout_ms), OUTPUT_SCHEMA)
 
 
 def state_changes(changes: DataFrame) -> DataFrame:
