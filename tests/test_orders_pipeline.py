@@ -50,7 +50,7 @@ COMMON = {"duplicates": 0.03, "malformed": 0.02, "missing_partner": 0.06}
 # The first part spans 50 minutes of event time (orders expire within it), the second 30
 # seconds with late events 5 minutes behind its clock: behind the watermark, however batched.
 PARTS = (
-    {"count": 6_000, "seed": 21, "step_ms": 500, "late": 0.0},
+    {"count": 4_000, "seed": 21, "step_ms": 750, "late": 0.0},
     {"count": 300, "seed": 22, "step_ms": 100, "late": 0.2, "late_by_ms": 300_000},
 )
 COLUMNS = ["status", "order_amount", "paid_amount", "order_time_ms", "payment_time_ms"]
@@ -189,19 +189,19 @@ def killed(platform):
     layout = isolated_layout(platform, "orders", "k", partitions=1)
 
     def stream_and_kill() -> None:
-        driver = start_driver(pipeline_command(layout, "--interval", "0", "--max-offsets", "1000"))
+        driver = start_driver(pipeline_command(layout, "--interval", "0", "--max-offsets", "1500"))
         commits = {
             q: Path(layout.checkpoint(q)) / "commits" for q in (BRONZE_QUERY, MATCHING_QUERY)
         }
         try:
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline and (
-                len(list(commits[BRONZE_QUERY].glob("[0-9]*"))) < 4
-                or len(list(commits[MATCHING_QUERY].glob("[0-9]*"))) < 2
+                len(list(commits[BRONZE_QUERY].glob("[0-9]*"))) < 2
+                or len(list(commits[MATCHING_QUERY].glob("[0-9]*"))) < 1
             ):
                 assert driver.poll() is None, "the pipeline exited before it was killed"
                 time.sleep(0.5)
-            assert len(list(commits[MATCHING_QUERY].glob("[0-9]*"))) >= 2, "no progress in time"
+            assert len(list(commits[MATCHING_QUERY].glob("[0-9]*"))) >= 1, "no progress in time"
         finally:
             os.killpg(driver.pid, signal.SIGKILL)  # no clean shutdown: mid-batch if in one
             driver.wait(30)
