@@ -87,6 +87,10 @@ class Settings(BaseSettings):
 
     spark_master: str = "local[*]"
     spark_driver_memory: str = "1g"
+    # JVM options of Spark drivers and executors. Empty keeps the JVM's defaults, right for
+    # long-running streams; short runs on few cores (the tests) spend less CPU on JIT with
+    # "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC" (docs/architecture.md).
+    spark_java_options: str = ""
     # Partitions Delta uses to rebuild a table's state from its log (Delta's default is 50).
     # Every commit with txnAppId (all streaming writes) rebuilds it, and on small streaming
     # tables 50 tiny tasks cost seconds per micro-batch; raise it for tables with huge logs.

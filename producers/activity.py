@@ -498,9 +498,13 @@ def stop_on_signals() -> Iterator[threading.Event]:
     while the block runs: the send loop then ends between two messages, so what was sent is
     flushed and counted exactly, and the report is still printed."""
     stop = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+
+    def request_stop(*_) -> None:
+        # Not stop.set() here: the handler runs in the main thread, which may hold the
+        # event's lock inside stop.wait(), and that lock is not reentrant.
+        threading.Thread(target=stop.set, daemon=True).start()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield stop
     finally:

@@ -28,6 +28,16 @@ class SparkSetupError(RuntimeError):
 CREDENTIAL_KEYS = ("spark.hadoop.fs.s3a.access.key", "spark.hadoop.fs.s3a.secret.key")
 
 
+def java_options(options: str) -> dict[str, str]:
+    """The JVM options for the driver and the executors (none: the JVM's defaults)."""
+    if not options.strip():
+        return {}
+    return {
+        "spark.driver.extraJavaOptions": options.strip(),
+        "spark.executor.extraJavaOptions": options.strip(),
+    }
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Every configuration key the platform sets (pure, so it can be tested and printed)."""
     jars_dir = settings.jars_dir / "spark"
@@ -38,6 +48,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.memory": settings.spark_driver_memory,
+        **java_options(settings.spark_java_options),
         "spark.driver.host": settings.bind_host,
         "spark.driver.bindAddress": settings.bind_host,
         "spark.ui.showConsoleProgress": "false",

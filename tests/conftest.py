@@ -22,6 +22,7 @@ TEST_HOME = PROJECT_ROOT / ".lakehouse-test"
 # CI or a second checkout can move its test platform elsewhere with LAKEHOUSE_TEST_PORT_SHIFT.
 TEST_PORT_SHIFT = int(os.environ.get("LAKEHOUSE_TEST_PORT_SHIFT", "100"))
 LAKEHOUSE_CLI = str(Path(sys.executable).parent / "lakehouse")
+TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 def shifted_port_env(shift: int) -> dict[str, str]:
@@ -39,9 +40,16 @@ def platform_env(home: Path, shift: int) -> dict[str, str]:
     env["LAKEHOUSE_HOME"] = str(home)
     env["LAKEHOUSE_JARS_PATH"] = str(Settings().jars_dir)  # share the installed jars
     env["LAKEHOUSE_SPARK_DRIVER_MEMORY"] = "1g"
+    # Test drivers live for minutes on few cores: C2 compilation and G1's threads cost more
+    # CPU than they win back. Small test inputs need few state store and shuffle partitions.
+    env["LAKEHOUSE_SPARK_JAVA_OPTIONS"] = TEST_JAVA_OPTIONS
+    env["LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS"] = "2"
     # The live DAGs would start the default streams on the test platform.
     env["LAKEHOUSE_AIRFLOW_DAGS_PAUSED"] = "true"
     env["AIRFLOW_HOME"] = str(home / "airflow")
+    # The DAG files do not change during a test session: parse them at start, not every 30 s
+    # (the tests run DAGs with `airflow dags test`, which parses them itself).
+    env["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] = "600"
     return env
 
 
@@ -114,6 +122,25 @@ def isolated_layout(
     finally:
         admin.close()
     return layout
+
+
+def rest_of_output(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """What a text-mode process with piped stdout and stderr still writes until it exits.
+    Unlike Popen.communicate, which reads the raw pipes, this reads through the file
+    objects, so nothing an earlier readline() buffered is lost."""
+    import threading
+
+    output: dict[str, str] = {}
+    readers = [
+        threading.Thread(target=lambda n=name, s=stream: output.__setitem__(n, s.read()))
+        for name, stream in (("stdout", process.stdout), ("stderr", process.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    process.wait(timeout)
+    for reader in readers:
+        reader.join(timeout)
+    return output.get("stdout", ""), output.get("stderr", "")
 
 
 def airflow_dags_test(

@@ -1,8 +1,10 @@
 """The web activity pipeline end to end on the real platform (Kafka, S3, Postgres, Spark).
 
-Two runs on the same input (tests/activity.py says why which events are late is fixed):
-one drained twice without interruption, one SIGKILLed mid-stream and restarted. The first
-is checked against the pandas oracle, the second against the first.
+One run (tests/activity.py says why which events are late is fixed): the driver streams the
+first part in small batches, is SIGKILLed mid-stream and restarted to drain, then the
+second part is drained. Every table is checked against the pandas oracle. The first part
+has no late events and no duplicates, so all drops happen in the two clean drains, whose
+summaries and progress rows count them exactly.
 """
 
 from __future__ import annotations
@@ -37,18 +39,9 @@ pytestmark = [pytest.mark.services, pytest.mark.spark, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(platform):
-    layout = isolated_layout(platform, "activity", "a", partitions=1)
-    drains = []
-    reports = produce_all(layout, between=lambda _: drains.append(run_once(layout)))
-    drains.append(run_once(layout))
-    return layout, reports, drains
-
-
-@pytest.fixture(scope="module")
 def killed(platform):
-    """The same input; the driver is killed while it streams the first part in small
-    batches, then restarted to drain."""
+    """The driver killed while it streams the first part in small batches, restarted to
+    drain it, then the second part drained."""
     layout = isolated_layout(platform, "activity", "k", partitions=1)
 
     def stream_and_kill(_first) -> None:
@@ -69,11 +62,12 @@ def killed(platform):
         finally:
             os.killpg(driver.pid, signal.SIGKILL)  # no clean shutdown: mid-batch if in one
             driver.wait(30)
-        run_once(layout)
+        drains.append(run_once(layout))
 
+    drains: list[dict] = []
     reports = produce_all(layout, between=stream_and_kill)
-    run_once(layout)
-    return layout, reports
+    drains.append(run_once(layout))
+    return layout, reports, drains
 
 
 def serving(platform, layout, sql: str) -> pd.DataFrame:
@@ -164,8 +158,8 @@ def progress_sums(platform, layout, query: str) -> tuple[int, int, int]:
         ).fetchone()
 
 
-def test_every_record_is_accepted_quarantined_or_counted_as_dropped(platform, spark, uninterrupted):
-    layout, reports, drains = uninterrupted
+def test_every_record_is_accepted_quarantined_or_counted_as_dropped(platform, spark, killed):
+    layout, reports, drains = killed
     expected = oracle(regenerated(reports))
     sent = sum(r["sent"] for r in reports)
     assert reports[1]["by_kind"]["late"] == expected.late > 0
@@ -183,15 +177,16 @@ def test_every_record_is_accepted_quarantined_or_counted_as_dropped(platform, sp
     bronze = [d[BRONZE_QUERY] for d in drains]
     assert sum(b["rows_dropped_by_watermark"] for b in bronze) == expected.late
     assert sum(b["duplicates_dropped"] for b in bronze) == expected.duplicates
-    recorded = progress_sums(platform, layout, BRONZE_QUERY)
-    assert recorded == (sent, expected.late, expected.duplicates)
+    # Input rows are left out: a batch the kill cut short after its commit has no row.
+    _, late, duplicates = progress_sums(platform, layout, BRONZE_QUERY)
+    assert (late, duplicates) == (expected.late, expected.duplicates)
     assert sent == len(events) + len(quarantine) + expected.late + expected.duplicates
 
 
-def test_the_health_page_shows_the_dropped_events(platform, uninterrupted):
+def test_the_health_page_shows_the_dropped_events(platform, killed):
     from dashboard.queries import stream_health
 
-    layout, reports, _ = uninterrupted
+    layout, reports, _ = killed
     expected = oracle(regenerated(reports))
     bronze = stream_health(platform).set_index("query_id").loc[query_id(layout, BRONZE_QUERY)]
     assert bronze["late_rows_dropped"] == expected.late
@@ -199,9 +194,9 @@ def test_the_health_page_shows_the_dropped_events(platform, uninterrupted):
     assert bronze["kafka_records_behind"] == 0
 
 
-def test_the_readme_queries_return_rows_in_psql(uninterrupted):
+def test_the_readme_queries_return_rows_in_psql(killed):
     """The queries as a user types them in `lakehouse psql` (here with the run's namespace)."""
-    layout, _, _ = uninterrupted
+    layout, _, _ = killed
     for name, limit in (("page_view_counts", 10), ("active_users", 5), ("user_sessions", 10)):
         query = f"SELECT * FROM {name} LIMIT {limit};"
         result = run_cli("psql", "--namespace", layout.namespace, "--", "-c", query, timeout=60)
@@ -209,12 +204,12 @@ def test_the_readme_queries_return_rows_in_psql(uninterrupted):
         assert f"({limit} rows)" in result.stdout, result.stdout
 
 
-def test_dbt_daily_mart_over_the_lake_counts_users_and_sessions(platform, uninterrupted, tmp_path):
+def test_dbt_daily_mart_over_the_lake_counts_users_and_sessions(platform, killed, tmp_path):
     import duckdb
 
     from lakehouse.analytics import run_dbt
 
-    layout, reports, _ = uninterrupted
+    layout, reports, _ = killed
     accepted = oracle(regenerated(reports)).accepted
     settings = platform.model_copy(update={"home": tmp_path})  # a marts file of its own
     built = run_dbt(
@@ -234,8 +229,8 @@ def test_dbt_daily_mart_over_the_lake_counts_users_and_sessions(platform, uninte
     assert daily["events"].iloc[0] == len(accepted)
 
 
-def test_windows_equal_the_oracle(platform, uninterrupted):
-    layout, reports, _ = uninterrupted
+def test_windows_equal_the_oracle(platform, killed):
+    layout, reports, _ = killed
     expected = oracle(regenerated(reports))
     views = page_views(platform, layout)
     want = expected.page_views()
@@ -254,27 +249,24 @@ def test_windows_equal_the_oracle(platform, uninterrupted):
     )
 
 
-def test_sessions_equal_the_oracle_timeouts_included(platform, uninterrupted):
-    layout, reports, _ = uninterrupted
+def test_sessions_equal_the_oracle_timeouts_included(platform, killed):
+    layout, reports, _ = killed
     want = oracle(regenerated(reports)).sessions()
     got = sessions(platform, layout)
     assert set(want["end_reason"]) == {"end_event", "timeout"}
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 
-def test_a_read_committed_consumer_reads_each_accepted_event_once(platform, uninterrupted):
-    layout, reports, _ = uninterrupted
+def test_a_read_committed_consumer_reads_each_accepted_event_once(platform, killed):
+    layout, reports, _ = killed
     ids = enriched_event_ids(platform, layout)
     accepted = oracle(regenerated(reports)).accepted["event_id"]
     assert len(ids) == len(set(ids)) == len(accepted)
     assert set(ids) == set(accepted)
 
 
-def test_a_killed_driver_restarts_to_the_same_rows(platform, spark, uninterrupted, killed):
-    reference, _, _ = uninterrupted
-    layout, reports = killed
-    for read in (page_views, active_users, sessions):
-        pd.testing.assert_frame_equal(read(platform, layout), read(platform, reference))
+def test_a_killed_driver_restarts_to_each_event_once_in_every_sink(platform, spark, killed):
+    layout, reports, _ = killed
     events = table(spark, layout, "activity_events")
     assert not events["event_id"].duplicated().any()
     assert len(events) == len(oracle(regenerated(reports)).accepted)

@@ -32,6 +32,7 @@ from producers.activity import (
     simulate,
     user_name,
 )
+from tests.conftest import rest_of_output
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIXED = {"late_fraction": 0.05, "duplicate_fraction": 0.05, "malformed_fraction": 0.05}
@@ -407,7 +408,7 @@ def test_a_feed_without_limit_stops_cleanly_on_a_signal_and_reports(sig):
     try:
         lines = [feed.stdout.readline() for _ in range(20)]  # sending for a while
         feed.send_signal(sig)
-        rest, errors = feed.communicate(timeout=30)
+        rest, errors = rest_of_output(feed, timeout=30)
     finally:
         if feed.poll() is None:
             feed.kill()

@@ -28,7 +28,7 @@ from control.cli import app
 from lakehouse.layout import Layout
 from lakehouse.registry import load_registry
 from lakehouse.settings import PROJECT_ROOT, Settings
-from tests.conftest import LAKEHOUSE_CLI, TEST_ENV, run_cli
+from tests.conftest import LAKEHOUSE_CLI, TEST_ENV, rest_of_output, run_cli
 
 Record = namedtuple("Record", "key value")
 
@@ -528,7 +528,7 @@ def test_kafka_consume_without_from_beginning_reads_only_new_messages(platform):
             assert ready.startswith(f"reading {topic} (3 partitions"), ready
             for value in (b"new-1", b"new-2"):
                 producer.send(topic, value=value).get(timeout=30)
-            stdout, stderr = reader.communicate(timeout=120)
+            stdout, stderr = rest_of_output(reader, timeout=120)
         finally:
             if reader.poll() is None:
                 reader.kill()
