@@ -512,6 +512,50 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
+def run_feed(
+    bootstrap: str,
+    topics: list[str],
+    pipeline: str,
+    send: Callable[[Any, threading.Event], None],
+    summary: Callable[[float], dict],
+    *,
+    find_missing: Callable[[str, list[str]], list[str]],
+    connect: Callable[[str], Any],
+) -> None:
+    """A feed's Kafka side: check the broker and the topics (one sentence and exit 2 when
+    either is missing), then `send(producer, stop)` until done or stopped by SIGTERM/SIGINT,
+    and print `summary(seconds)` as JSON, the last line, also when stopped or failing.
+    `find_missing` and `connect` are the caller's, so its tests can replace them."""
+    from kafka.errors import KafkaError
+
+    with stop_on_signals() as stop:
+        try:
+            missing = find_missing(bootstrap, topics)
+            producer = connect(bootstrap)
+        except KafkaError:
+            typer.echo(f"Kafka is not reachable at {bootstrap}: run `make up` first.")
+            raise typer.Exit(2) from None
+        if missing:
+            producer.close()
+            names, them = (
+                (f"Topic {missing[0]} does", "it")
+                if len(missing) == 1
+                else (f"Topics {', '.join(missing)} do", "them")
+            )
+            typer.echo(
+                f"{names} not exist on {bootstrap} (the broker does not create topics on "
+                f"first use): create {them}, or start the platform with the {pipeline} "
+                "pipeline registered."
+            )
+            raise typer.Exit(2)
+        started = time.monotonic()
+        try:
+            send(producer, stop)
+        finally:
+            producer.close()
+            print(json.dumps(summary(time.monotonic() - started)), flush=True)
+
+
 def parse_start(value: str) -> int:
     """Epoch milliseconds from epoch ms or ISO-8601 (UTC unless it names an offset)."""
     text = value.strip()
@@ -562,8 +606,6 @@ def main(
     verbose: bool = typer.Option(False, help="print one line per message sent (late: LATE)"),
 ) -> None:
     """Send simulated user activity to Kafka; print what was sent as JSON (last line)."""
-    from kafka.errors import KafkaError
-
     from lakehouse.layout import InvalidNamespace, Layout
     from lakehouse.settings import load_settings
 
@@ -589,48 +631,42 @@ def main(
         typer.echo(f"Refused: {error}.")
         raise typer.Exit(2) from None
 
-    with stop_on_signals() as stop:
-        try:
-            missing = missing_topics(settings.kafka_bootstrap, [topic])
-            producer = open_producer(settings.kafka_bootstrap)
-        except KafkaError:
-            typer.echo(
-                f"Kafka is not reachable at {settings.kafka_bootstrap}: run `make up` first."
-            )
-            raise typer.Exit(2) from None
-        if missing:
-            producer.close()
-            typer.echo(
-                f"Topic {topic} does not exist on {settings.kafka_bootstrap} (the broker does "
-                "not create topics on first use): create it, or start the platform with the "
-                "activity pipeline registered."
-            )
-            raise typer.Exit(2)
-        clock: Clock = SimulatedClock(start_ms, step_ms) if start_ms is not None else WallClock()
-        pace = rate if rate is not None else (0.0 if start_ms is not None else 10.0)
-        report, started = ActivityReport(), time.monotonic()
-        try:
-            send_all(
-                producer,
-                simulator.messages(clock),
-                topic,
-                report,
-                count=count,
-                duration=duration_s,
-                rate=pace,
-                stop=stop,
-                echo=(lambda line: print(line, flush=True)) if verbose else None,
-            )
-        finally:
-            producer.close()
-            summary = report.as_dict(
-                topic=topic,
-                seed=seed,
-                clock="simulated" if start_ms is not None else "live",
-                clock_end_ms=clock.now,
-                seconds=time.monotonic() - started,
-            )
-            print(json.dumps(summary), flush=True)
+    clock: Clock = SimulatedClock(start_ms, step_ms) if start_ms is not None else WallClock()
+    pace = rate if rate is not None else (0.0 if start_ms is not None else 10.0)
+    report = ActivityReport()
+
+    def send(producer: Any, stop: threading.Event) -> None:
+        send_all(
+            producer,
+            simulator.messages(clock),
+            topic,
+            report,
+            count=count,
+            duration=duration_s,
+            rate=pace,
+            stop=stop,
+            echo=(lambda line: print(line, flush=True)) if verbose else None,
+        )
+
+    def summary(seconds: float) -> dict:
+        live = start_ms is None
+        return report.as_dict(
+            topic=topic,
+            seed=seed,
+            clock="live" if live else "simulated",
+            clock_end_ms=clock.now,
+            seconds=seconds,
+        )
+
+    run_feed(
+        settings.kafka_bootstrap,
+        [topic],
+        "activity",
+        send,
+        summary,
+        find_missing=missing_topics,
+        connect=open_producer,
+    )
 
 
 if __name__ == "__main__":

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import random
-import time
+import threading
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import typer
 
@@ -59,8 +59,8 @@ from producers.activity import (
     _json,
     parse_start,
     random_uuid,
+    run_feed,
     send_all,
-    stop_on_signals,
 )
 from producers.market import missing_topics, open_producer
 
@@ -442,8 +442,6 @@ def main(
     verbose: bool = typer.Option(False, help="print one line per message sent (late: LATE)"),
 ) -> None:
     """Send simulated orders and payments to Kafka; print what was sent as JSON (last line)."""
-    from kafka.errors import KafkaError
-
     from lakehouse.layout import InvalidNamespace, Layout
     from lakehouse.settings import load_settings
 
@@ -474,51 +472,45 @@ def main(
         typer.echo(f"Refused: {error}.")
         raise typer.Exit(2) from None
 
-    with stop_on_signals() as stop:
-        try:
-            missing = missing_topics(settings.kafka_bootstrap, list(topics.values()))
-            producer = open_producer(settings.kafka_bootstrap)
-        except KafkaError:
-            typer.echo(
-                f"Kafka is not reachable at {settings.kafka_bootstrap}: run `make up` first."
-            )
-            raise typer.Exit(2) from None
-        if missing:
-            producer.close()
-            typer.echo(
-                f"Topic {', '.join(missing)} does not exist on {settings.kafka_bootstrap} (the "
-                "broker does not create topics on first use): create it, or start the platform "
-                "with the orders pipeline registered."
-            )
-            raise typer.Exit(2)
-        clock: Clock = SimulatedClock(start_ms, step_ms) if start_ms is not None else WallClock()
-        pace = rate if rate is not None else (0.0 if start_ms is not None else 10.0)
-        # Live, a message takes 1/pace s; as fast as possible, delays shrink to 1 ms a step.
-        tick_ms = step_ms if start_ms is not None else (1000 / pace if pace > 0 else 1.0)
-        report, started = OrdersReport(), time.monotonic()
-        try:
-            send_all(
-                producer,
-                simulator.messages(clock, tick_ms),
-                lambda message: topics[message.topic],
-                report,
-                count=count,
-                duration=duration_s,
-                rate=pace,
-                stop=stop,
-                echo=(lambda line: print(line, flush=True)) if verbose else None,
-                render=describe,
-            )
-        finally:
-            producer.close()
-            summary = report.as_dict(
-                topics=topics,
-                seed=seed,
-                clock="simulated" if start_ms is not None else "live",
-                clock_end_ms=clock.now,
-                seconds=time.monotonic() - started,
-            )
-            print(json.dumps(summary), flush=True)
+    clock: Clock = SimulatedClock(start_ms, step_ms) if start_ms is not None else WallClock()
+    pace = rate if rate is not None else (0.0 if start_ms is not None else 10.0)
+    # Live, a message takes 1/pace s; as fast as possible, delays shrink to 1 ms a step.
+    tick_ms = step_ms if start_ms is not None else (1000 / pace if pace > 0 else 1.0)
+    report = OrdersReport()
+
+    def send(producer: Any, stop: threading.Event) -> None:
+        send_all(
+            producer,
+            simulator.messages(clock, tick_ms),
+            lambda message: topics[message.topic],
+            report,
+            count=count,
+            duration=duration_s,
+            rate=pace,
+            stop=stop,
+            echo=(lambda line: print(line, flush=True)) if verbose else None,
+            render=describe,
+        )
+
+    def summary(seconds: float) -> dict:
+        live = start_ms is None
+        return report.as_dict(
+            topics=topics,
+            seed=seed,
+            clock="live" if live else "simulated",
+            clock_end_ms=clock.now,
+            seconds=seconds,
+        )
+
+    run_feed(
+        settings.kafka_bootstrap,
+        list(topics.values()),
+        "orders",
+        send,
+        summary,
+        find_missing=missing_topics,
+        connect=open_producer,
+    )
 
 
 if __name__ == "__main__":
