@@ -67,6 +67,10 @@ class Layout:
             table = self.registry.table(table)
         return f"{self.lake_root}/{table.path}"
 
+    def folder(self, base: str) -> str:
+        """An input folder (a path or an s3a:// prefix) of this namespace: a sibling."""
+        return f"{base.rstrip('/')}-{self.namespace}" if self.namespace else base
+
     def checkpoint(self, query: str) -> str:
         return str(self.checkpoint_root / query)
 

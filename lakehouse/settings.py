@@ -13,6 +13,7 @@ import sys
 import sysconfig
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote_plus
 
 from pydantic import Field
@@ -108,6 +109,12 @@ class Settings(BaseSettings):
     registry: str = "lakehouse.pipelines:REGISTRY"
     service_stop_timeout_s: float = 20.0
 
+    # The CSV drops pipeline's input folder: a local path or an s3a:// prefix (a cluster
+    # whose workers share no disk); empty: <home>/incoming/csv. After a file's rows are
+    # committed it is moved to the folder's _archive/ or deleted.
+    csv_input: str = ""
+    csv_after_load: Literal["archive", "delete"] = "archive"
+
     # ---- paths -------------------------------------------------------------------
     @property
     def logs_dir(self) -> Path:
@@ -130,6 +137,10 @@ class Settings(BaseSettings):
         """The FerretDB server `lakehouse install` builds, cached beside the jar sets (so a
         test platform sharing the jars folder shares it too)."""
         return self.jars_dir / f"ferretdb-{FERRETDB_VERSION}" / "ferretdb"
+
+    @property
+    def csv_input_folder(self) -> str:
+        return self.csv_input.rstrip("/") or str(self.home / "incoming" / "csv")
 
     @property
     def checkpoints_dir(self) -> Path:
