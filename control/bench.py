@@ -267,6 +267,33 @@ def orders_command(
     _orders(rows, batch_rows, orders_per_s, repeat, buckets, as_json)
 
 
+def _csv(rows: int, repeat: int, files: int, as_json: bool) -> None:
+    from spark.jobs.csv import bench as csv_bench
+
+    result = _with_spark(
+        "csv",
+        lambda spark, settings: csv_bench.run(
+            spark, settings, rows=rows, repeat=repeat, files=files, log=_log
+        ),
+        needs_platform=True,
+    )
+    _emit(result, "csv", as_json)
+
+
+@bench_app.command("csv")
+def csv_command(
+    rows: int = typer.Option(1_000_000, min=1000),
+    repeat: int = typer.Option(
+        3, "--repeats", "--repeat", min=1, help="runs per variant; the median is reported"
+    ),
+    files: int = typer.Option(20, min=1, help="files of the whole-stream run"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The CSV drops load (COPY, ON CONFLICT, ledger) vs Spark's JDBC append of the same
+    cleaned rows (rows/s), then the whole stream from files. Needs `make up`."""
+    _csv(rows, repeat, files, as_json)
+
+
 @bench_app.command("all")
 def all_command(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every benchmark with its default sizes."""
@@ -277,4 +304,5 @@ def all_command(as_json: bool = typer.Option(False, "--json")) -> None:
     _orders(500_000, 100_000, 20.0, 3, 16, as_json)
     _run("analytics", 10_000_000, as_json)
     _run("sync", 1_000_000, as_json, needs_platform=True)
+    _csv(1_000_000, 3, 20, as_json)
     _run("compaction", 2_000_000, as_json, needs_platform=True)

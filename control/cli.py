@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -90,6 +91,7 @@ def up(
     except platform.PlatformError as error:
         raise _fail(str(error)) from None
     _print_status(platform.status(chosen))
+    _print_input_folders(settings, create=True)
     if report.already_running:
         console.print(f"already running: {', '.join(report.already_running)}")
     console.print(f"ready in {report.seconds:.1f} s")
@@ -123,9 +125,33 @@ def status(as_json: bool = typer.Option(False, "--json", help="machine-readable 
     rows = platform.status(platform.all_services(settings))
     if as_json:
         total = sum(row["rss_mb"] for row in rows)
-        print(json.dumps({"services": rows, "total_rss_mb": round(total, 1)}, indent=2))
+        folders = _input_folders(settings)
+        print(
+            json.dumps(
+                {"services": rows, "total_rss_mb": round(total, 1), "input_folders": folders},
+                indent=2,
+            )
+        )
         return
     _print_status(rows)
+    _print_input_folders(settings)
+
+
+def _input_folders(settings) -> dict[str, str]:
+    from lakehouse.registry import RegistryError, load_registry
+
+    try:
+        return load_registry(settings).input_folders(settings)
+    except RegistryError:
+        return {}  # `lakehouse pipelines` says what is wrong with it
+
+
+def _print_input_folders(settings, *, create: bool = False) -> None:
+    """The folders pipelines watch for dropped files (a local one is created if missing)."""
+    for pipeline, folder in _input_folders(settings).items():
+        if create and "://" not in folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        console.print(f"{pipeline} pipeline input folder: {folder}", highlight=False)
 
 
 def _print_status(rows: list[dict]) -> None:

@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from infra.airflow import AirflowService
 from infra.base import Service, ServiceError
 from infra.dashboard import DashboardService
-from infra.demo_feed import ActivityDemoFeedService, DemoFeedService, OrdersDemoFeedService
+from infra.demo_feed import (
+    ActivityDemoFeedService,
+    CsvDemoFeedService,
+    DemoFeedService,
+    OrdersDemoFeedService,
+)
 from infra.kafka import KafkaService
 from infra.mongo import MongoService
 from infra.postgres import PostgresService
@@ -44,6 +49,7 @@ def services(
                 DemoFeedService(settings),
                 ActivityDemoFeedService(settings),
                 OrdersDemoFeedService(settings),
+                CsvDemoFeedService(settings),
             )
         )
     return chosen

@@ -15,6 +15,7 @@ import streamlit as st
 
 from dashboard import charts, queries
 from infra.health import check_services
+from lakehouse.layout import Layout
 from lakehouse.settings import load_settings
 
 REFRESH_S = 30
@@ -122,6 +123,14 @@ def health_page() -> None:
         st.dataframe(load_quarantine(), hide_index=True)
     except queries.NoData as empty:
         st.info(str(empty))
+    st.subheader("CSV drops: files, rows loaded, rows refused by reason")
+    try:
+        with queries.serving(settings) as conn:
+            schema = Layout(settings).serving_schema
+            st.dataframe(queries.csv_file_totals(conn, schema), hide_index=True)
+            st.dataframe(queries.csv_refusals(conn, schema), hide_index=True)
+    except queries.NoData as empty:
+        st.info(str(empty))
 
 
 page = st.navigation(
@@ -130,6 +139,7 @@ page = st.navigation(
         st.Page(overview_page, title="Sectors and movers"),
         st.Page("activity_page.py", title="Web activity", url_path="activity"),
         st.Page("orders_page.py", title="Orders", url_path="orders"),
+        st.Page("csv_page.py", title="CSV drops", url_path="csv"),
         st.Page(health_page, title="Pipeline health"),
     ]
 )

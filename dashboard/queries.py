@@ -304,3 +304,80 @@ def payment_latencies(conn, schema: str, since: datetime) -> pd.DataFrame:
         schema,
         [since],
     )
+
+
+# ---- CSV drops: the CSV pipeline's `csv_files`, `user_events_quarantine` and views ------
+
+CSV_TABLES_MISSING = (
+    "The CSV drops tables are missing: run `lakehouse migrate` (`lakehouse up` does it too),"
+    " then start the pipeline with `lakehouse stream start csv_pipeline`."
+)
+CSV_EMPTY = (
+    "No file processed yet: drop a CSV file into the input folder (`lakehouse status` prints"
+    " it) or run `python -m producers.csv_files --files 3`."
+)
+
+
+def _csv_frame(conn, query: str, schema: str, params: list | None = None) -> pd.DataFrame:
+    return _serving_frame(
+        conn, query, schema, params, missing=CSV_TABLES_MISSING, tables="CSV drops tables"
+    )
+
+
+def csv_file_totals(conn, schema: str) -> pd.DataFrame:
+    """One row: files read and rejected, rows loaded, already loaded and quarantined, the
+    latest file's time (null when no file was processed)."""
+    return _csv_frame(
+        conn,
+        "SELECT count(*) FILTER (WHERE status = 'loaded') AS files_read,"
+        " count(*) FILTER (WHERE status = 'rejected') AS files_rejected,"
+        " coalesce(sum(loaded), 0) AS rows_loaded,"
+        " coalesce(sum(already_loaded), 0) AS rows_already_loaded,"
+        " coalesce(sum(quarantined), 0) AS rows_refused, max(processed_at) AS last_file_at"
+        " FROM {schema}.csv_files",
+        schema,
+    )
+
+
+def csv_refusals(conn, schema: str) -> pd.DataFrame:
+    """reason, rows, last_seen_at: the quarantined rows per reason."""
+    return _csv_frame(
+        conn,
+        "SELECT reason, count(*) AS rows, max(quarantined_at) AS last_seen_at"
+        " FROM {schema}.user_events_quarantine GROUP BY reason ORDER BY rows DESC, reason",
+        schema,
+    )
+
+
+def csv_recent_files(conn, schema: str, limit: int = 20) -> pd.DataFrame:
+    return _csv_frame(
+        conn,
+        "SELECT source_file, status, rows, loaded, already_loaded, quarantined, reason,"
+        " processed_at FROM {schema}.csv_files ORDER BY processed_at DESC, source_file"
+        " LIMIT %s",
+        schema,
+        [limit],
+    )
+
+
+def purchases_per_day(conn, schema: str) -> pd.DataFrame:
+    """event_date, views, purchases, revenue, view_to_purchase_rate over every product."""
+    return _csv_frame(
+        conn,
+        "SELECT event_date, sum(views) AS views, sum(purchases) AS purchases,"
+        " sum(revenue) AS revenue, round(sum(purchases)::numeric / nullif(sum(views), 0), 4)"
+        " AS view_to_purchase_rate FROM {schema}.purchase_analytics"
+        " GROUP BY event_date ORDER BY event_date",
+        schema,
+    )
+
+
+def top_products(conn, schema: str, limit: int = 10) -> pd.DataFrame:
+    return _csv_frame(
+        conn,
+        "SELECT product_id, sum(purchases) AS purchases, sum(revenue) AS revenue,"
+        " sum(views) AS views FROM {schema}.purchase_analytics GROUP BY product_id"
+        " ORDER BY revenue DESC, product_id LIMIT %s",
+        schema,
+        [limit],
+    )

@@ -1,5 +1,5 @@
 """The demo feeds `make up` starts: the market, web activity and orders simulators at a
-gentle rate."""
+gentle rate, and CSV files dropped into the CSV pipeline's input folder."""
 
 from __future__ import annotations
 
@@ -69,3 +69,26 @@ class OrdersDemoFeedService(DemoFeedService):
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "producers.orders", "--rate", str(self.events_per_second)]
+
+
+class CsvDemoFeedService(DemoFeedService):
+    """CSV drops: a file of 200 shop events every 20 seconds, some rows bad, now and then a
+    file dropped twice under another name."""
+
+    name = "csv-feed"
+
+    def url(self) -> str:
+        return self.settings.csv_input_folder
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "producers.csv_files",
+            "--files",
+            "0",
+            "--interval",
+            "20",
+            "--duplicate-files",
+            "0.05",
+        ]

@@ -86,6 +86,9 @@ class Pipeline:
     # Its streaming queries that write no Delta table (their sinks are Postgres or Kafka):
     # the supervisor watches their heartbeats too.
     other_queries: tuple[str, ...] = ()
+    # The Settings property naming the folder it watches for files, if it reads one
+    # (`lakehouse status` prints it, `lakehouse up` creates a local one).
+    input_folder: str | None = None
 
     @property
     def queries_written(self) -> tuple[str, ...]:

@@ -90,6 +90,10 @@ class Registry:
     def serving(self) -> list[tuple[Pipeline, ServingSpec]]:
         return [(p, spec) for p in self.pipelines for spec in p.serving]
 
+    def input_folders(self, settings: Settings) -> dict[str, str]:
+        """Pipeline name -> the folder (path or s3a:// prefix) it watches."""
+        return {p.name: getattr(settings, p.input_folder) for p in self.pipelines if p.input_folder}
+
     @property
     def migration_locations(self) -> tuple[Path, ...]:
         return tuple(p.migrations for p in self.pipelines if p.migrations)

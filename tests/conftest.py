@@ -116,6 +116,8 @@ def isolated_layout(
 
     layout = Layout(settings, prefix + uuid.uuid4().hex[:10], registry)
     topics = layout.registry.pipeline(pipeline).topics
+    if not topics:
+        return layout
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
         admin.create_topics({layout.topic(t.name): {"num_partitions": partitions} for t in topics})

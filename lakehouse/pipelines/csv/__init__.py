@@ -31,6 +31,8 @@ UNKNOWN_EVENT_TYPE = "unknown_event_type"
 MALFORMED_PRICE = "malformed_price"
 NON_POSITIVE_PRICE = "non_positive_price"
 MALFORMED_TIMESTAMP = "malformed_timestamp"
+VALUE_TOO_LONG = "value_too_long"  # an id or type longer than MAX_TEXT_LENGTH characters
+MAX_TEXT_LENGTH = 256
 ROW_REASONS = (
     WRONG_COLUMN_COUNT,
     MISSING_VALUE,
@@ -38,6 +40,7 @@ ROW_REASONS = (
     MALFORMED_PRICE,
     NON_POSITIVE_PRICE,
     MALFORMED_TIMESTAMP,
+    VALUE_TOO_LONG,
 )
 
 JOB = "csv_pipeline"
@@ -56,5 +59,6 @@ PIPELINE = Pipeline(
     queries="spark.jobs.csv.queries:CsvQueries",
     params=DEFAULT_PARAMS,
     other_queries=(LOAD_QUERY,),
+    input_folder="csv_input_folder",
     migrations=Path(__file__).resolve().parent / "migrations",
 )

@@ -1,16 +1,17 @@
 """Parsing and cleaning one dropped CSV file: plain Python, no Spark (unit-tested alone).
 
 A file is either read, and then every data row is accepted or refused with a reason, or it
-cannot be read at all (not UTF-8, no header, a different header, broken quoting), and then
-none of its rows is loaded and the whole file is moved aside with the reason. So for each
-read file: data rows = accepted + refused. Blank lines are not rows.
+cannot be read at all (not UTF-8, NUL bytes, no header, a different header, broken
+quoting), and then none of its rows is loaded and the whole file is moved aside with the
+reason. So for each read file: data rows = accepted + refused. Blank lines are not rows.
 
 The rules, first that holds: the row has 6 fields (`wrong_column_count`), none of them
-empty after trimming (`missing_value`), `event_type` is one of the four (case matters:
-`unknown_event_type`), `product_price` is a finite number (`malformed_price`) above 0
-(`non_positive_price`), `event_timestamp` is ISO 8601 (`malformed_timestamp`; without an
-offset it is UTC). Accepted rows have their ids trimmed and upper-cased, the price rounded
-to cents.
+empty after trimming (`missing_value`), no id or type longer than 256 characters
+(`value_too_long`: Postgres could not index such a key, and one row must not fail a
+batch), `event_type` is one of the four (case matters: `unknown_event_type`),
+`product_price` is a finite number (`malformed_price`) above 0 (`non_positive_price`),
+`event_timestamp` is ISO 8601 (`malformed_timestamp`; without an offset it is UTC).
+Accepted rows have their ids trimmed and upper-cased, the price rounded to cents.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from lakehouse.pipelines.csv import (
     EVENT_TYPES,
     MALFORMED_PRICE,
     MALFORMED_TIMESTAMP,
+    MAX_TEXT_LENGTH,
     MISSING_VALUE,
     NON_POSITIVE_PRICE,
     UNKNOWN_EVENT_TYPE,
+    VALUE_TOO_LONG,
     WRONG_COLUMN_COUNT,
 )
 
@@ -93,6 +96,8 @@ def check_row(fields: list[str]) -> tuple[str | None, tuple | None]:
     event_id, user_id, product_id, event_type, price_text, time_text = (f.strip() for f in fields)
     if not (event_id and user_id and product_id and event_type and price_text and time_text):
         return MISSING_VALUE, None
+    if max(len(event_id), len(user_id), len(product_id), len(event_type)) > MAX_TEXT_LENGTH:
+        return VALUE_TOO_LONG, None  # a key this long could not be indexed
     if event_type not in _EVENT_TYPES:
         return UNKNOWN_EVENT_TYPE, None
     try:
@@ -130,6 +135,9 @@ def parse_file(path: str, content: bytes) -> ParsedFile:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         parsed.unreadable = f"not UTF-8 text (byte {error.start} cannot be decoded)"
+        return parsed
+    if "\x00" in text:
+        parsed.unreadable = "contains NUL bytes: a binary file, not CSV text"
         return parsed
     lines = _Lines(text)
     reader = csv.reader(lines, strict=True)

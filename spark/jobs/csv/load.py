@@ -29,7 +29,6 @@ from pathlib import PurePosixPath
 
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -45,7 +44,6 @@ from pyspark.sql.types import (
 
 from lakehouse.layout import Layout
 from lakehouse.migrations import validate_schema
-from lakehouse.pg_copy import copy_rows
 from lakehouse.pipelines.csv import ARCHIVE_FOLDER, LOAD_QUERY, REJECTED_FOLDER
 from lakehouse.settings import Settings
 from spark.checkpoints import sink_identity
@@ -80,7 +78,7 @@ RECORD_SCHEMA = StructType(
         StructField("file_bytes", LongType()),
     ]
 )
-EVENT_COLUMNS = (
+EVENT_COLUMNS = (  # of user_events
     "event_id",
     "user_id",
     "product_id",
@@ -169,91 +167,133 @@ def transform(files: DataFrame) -> DataFrame:
 
 # ---- load ----------------------------------------------------------------------------
 
+STAGE = "csv_load_stage"  # one per serving schema: the job's driver lock makes it single-use
+STAGE_COLUMNS = (*RECORD_SCHEMA.fieldNames(), "processed_at")
+_STAGE_DDL = """
+CREATE UNLOGGED TABLE "{schema}".{stage} (
+    record text NOT NULL, source_file text NOT NULL, line_number integer, event_id text,
+    user_id text, product_id text, event_type text, product_price double precision,
+    event_timestamp timestamptz, reason text, raw_line text, file_rows integer,
+    file_bytes bigint, processed_at timestamptz
+)"""
 
-def _records(rows: pa.Table, kind: str) -> pa.Table:
-    return rows.filter(pc.equal(rows.column("record"), kind))
+
+def stage(records: DataFrame, dsn: str, schema: str) -> int:
+    """COPY a micro-batch's records into the schema's staging table from the executors,
+    each task on its own connection (nothing goes through the driver); returns the rows.
+
+    The table is made empty first. A retried task may have copied its rows twice: the
+    statements that read the table tolerate repeats.
+    """
+    schema = validate_schema(schema)
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        conn.execute(f'DROP TABLE IF EXISTS "{schema}".{STAGE}')
+        conn.execute(_STAGE_DDL.format(schema=schema, stage=STAGE))
+    table = f'"{schema}".{STAGE}'
+
+    def copy_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from lakehouse.pg_copy import copy_batches
+
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            copied = copy_batches(conn, table, STAGE_COLUMNS, batches)
+        yield pa.RecordBatch.from_pydict({"rows": [copied]})
+
+    counts = records.mapInArrow(copy_partition, "rows long").collect()
+    return sum(row["rows"] for row in counts)
 
 
-def file_summaries(rows: pa.Table, loaded: dict[str, int]) -> list[dict]:
-    """One row of `csv_files` per file of the batch; `loaded`: rows inserted per file."""
-    refused = Counter(_records(rows, REFUSED).column("source_file").to_pylist())
+def _summaries(files: list[tuple], refused: dict[str, int], loaded: dict[str, int]) -> list[dict]:
+    """One row of `csv_files` per (source_file, reason, file_rows, file_bytes)."""
     summaries = []
-    for file in _records(rows, FILE).to_pylist():
-        path, reason, total = file["source_file"], file["reason"], file["file_rows"]
-        new = loaded.get(path, 0)
+    for path, reason, total, size in files:
+        new, bad = loaded.get(path, 0), refused.get(path, 0)
         summaries.append(
             {
                 "source_file": path,
                 "status": "rejected" if reason else "loaded",
                 "reason": reason,
-                "bytes": file["file_bytes"],
+                "bytes": size,
                 "rows": total,
                 "loaded": new,
-                "already_loaded": 0 if reason else total - new - refused[path],
-                "quarantined": refused[path],
+                "already_loaded": 0 if reason else total - new - bad,
+                "quarantined": bad,
             }
         )
     return summaries
 
 
-def load_batch(
-    settings: Settings, schema: str, rows: pa.Table, sink: str, batch_id: int
-) -> list[dict] | None:
-    """The batch's rows, refusals and files in one transaction; None when the ledger says
-    it was applied before."""
+_INSERT_FILES = """
+INSERT INTO "{schema}".csv_files (source_file, status, reason, bytes, rows, loaded,
+    already_loaded, quarantined, batch_id)
+VALUES (%(source_file)s, %(status)s, %(reason)s, %(bytes)s, %(rows)s, %(loaded)s,
+    %(already_loaded)s, %(quarantined)s, %(batch_id)s)
+ON CONFLICT (source_file) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason,
+    bytes = EXCLUDED.bytes, rows = EXCLUDED.rows, loaded = EXCLUDED.loaded,
+    already_loaded = EXCLUDED.already_loaded, quarantined = EXCLUDED.quarantined,
+    batch_id = EXCLUDED.batch_id, processed_at = now()"""
+
+
+def apply_stage(
+    settings: Settings, schema: str, sink: str, batch_id: int, staged: int
+) -> tuple[list[dict], Counter]:
+    """The staged batch into the serving tables, in one transaction with its ledger row.
+    Returns the batch's files (with their counts, when applied now) and the refusals by
+    reason; the files' counts are empty when the ledger says it was applied before."""
     schema = validate_schema(schema)
+    table = f'"{schema}".{STAGE}'
     with psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
+        files = conn.execute(
+            f"SELECT DISTINCT ON (source_file) source_file, reason, file_rows, file_bytes "
+            f"FROM {table} WHERE record = '{FILE}' ORDER BY source_file"
+        ).fetchall()
         first_time = conn.execute(
             f'INSERT INTO "{schema}".sink_batches (sink, batch_id, rows) VALUES (%s, %s, %s) '
             "ON CONFLICT DO NOTHING RETURNING batch_id",
-            (sink, batch_id, rows.num_rows),
+            (sink, batch_id, staged),
         ).fetchone()
         if first_time is None:
-            return None
-        events = _records(rows, EVENT)
-        loaded: dict[str, int] = {}
-        if events.num_rows:
+            conn.execute(f"DROP TABLE {table}")
+            return [{"source_file": f[0], "reason": f[1]} for f in files], Counter()
+        events = ", ".join(EVENT_COLUMNS)
+        # Sorted by the key: index pages are touched in order; of several rows with one
+        # event id, the first file and line wins.
+        loaded = dict(
             conn.execute(
-                f'CREATE TEMP TABLE stage_user_events (LIKE "{schema}".user_events) '
-                "ON COMMIT DROP"
-            )
-            copy_rows(conn, "stage_user_events", EVENT_COLUMNS, events)
-            columns = ", ".join(EVENT_COLUMNS)
-            # The first of several rows with one event id wins: file, then line order.
-            loaded = dict(
-                conn.execute(
-                    f'WITH new AS (INSERT INTO "{schema}".user_events ({columns}) '
-                    f"SELECT {columns} FROM stage_user_events ORDER BY source_file, line_number "
-                    "ON CONFLICT (event_id) DO NOTHING RETURNING source_file) "
-                    "SELECT source_file, count(*) FROM new GROUP BY source_file"
-                ).fetchall()
-            )
-        refused = _records(rows, REFUSED)
-        if refused.num_rows:
-            conn.execute(
-                f'CREATE TEMP TABLE stage_quarantine (LIKE "{schema}".user_events_quarantine '
-                "INCLUDING DEFAULTS) ON COMMIT DROP"
-            )
-            copy_rows(conn, "stage_quarantine", QUARANTINE_COLUMNS, refused)
-            columns = ", ".join(QUARANTINE_COLUMNS)
-            conn.execute(
-                f'INSERT INTO "{schema}".user_events_quarantine ({columns}) '
-                f"SELECT {columns} FROM stage_quarantine ON CONFLICT DO NOTHING"
-            )
-        summaries = file_summaries(rows, loaded)
+                f'WITH new AS (INSERT INTO "{schema}".user_events ({events}) '
+                f"SELECT {events} FROM {table} WHERE record = '{EVENT}' "
+                "ORDER BY event_id, source_file, line_number "
+                "ON CONFLICT (event_id) DO NOTHING RETURNING source_file) "
+                "SELECT source_file, count(*) FROM new GROUP BY source_file"
+            ).fetchall()
+        )
+        quarantine = ", ".join(QUARANTINE_COLUMNS)
+        conn.execute(
+            f'INSERT INTO "{schema}".user_events_quarantine ({quarantine}) '
+            f"SELECT DISTINCT ON (source_file, line_number) {quarantine} FROM {table} "
+            f"WHERE record = '{REFUSED}' ORDER BY source_file, line_number "
+            "ON CONFLICT DO NOTHING"
+        )
+        refused_rows = conn.execute(
+            f"SELECT DISTINCT source_file, line_number, reason FROM {table} "
+            f"WHERE record = '{REFUSED}'"
+        ).fetchall()
+        refused = Counter(path for path, _, _ in refused_rows)
+        summaries = _summaries(files, refused, loaded)
         with conn.cursor() as cursor:
             cursor.executemany(
-                f'INSERT INTO "{schema}".csv_files (source_file, status, reason, bytes, rows, '
-                "loaded, already_loaded, quarantined, batch_id) VALUES (%(source_file)s, "
-                "%(status)s, %(reason)s, %(bytes)s, %(rows)s, %(loaded)s, %(already_loaded)s, "
-                "%(quarantined)s, %(batch_id)s) ON CONFLICT (source_file) DO UPDATE SET "
-                "status = EXCLUDED.status, reason = EXCLUDED.reason, bytes = EXCLUDED.bytes, "
-                "rows = EXCLUDED.rows, loaded = EXCLUDED.loaded, "
-                "already_loaded = EXCLUDED.already_loaded, quarantined = EXCLUDED.quarantined, "
-                "batch_id = EXCLUDED.batch_id, processed_at = now()",
-                [{**s, "batch_id": batch_id} for s in summaries],
+                _INSERT_FILES.format(schema=schema),
+                [{**summary, "batch_id": batch_id} for summary in summaries],
             )
-    return summaries
+        conn.execute(f"DROP TABLE {table}")
+    return summaries, Counter(reason for _, _, reason in refused_rows)
+
+
+def load_batch(
+    records: DataFrame, settings: Settings, schema: str, sink: str, batch_id: int
+) -> tuple[list[dict], Counter]:
+    """Stage a micro-batch's records from the executors, then apply them once."""
+    staged = stage(records, settings.postgres_dsn(), schema)
+    return apply_stage(settings, schema, sink, batch_id, staged)
 
 
 class FileMover:
@@ -303,11 +343,11 @@ class FileMover:
             self._move(uri, ARCHIVE_FOLDER, batch_id)
 
 
-def describe(batch_id: int, summaries: list[dict], rows: pa.Table) -> str:
-    reasons = Counter(_records(rows, REFUSED).column("reason").to_pylist())
+def describe(batch_id: int, summaries: list[dict], reasons: Counter) -> str:
     read = [s for s in summaries if s["status"] == "loaded"]
+    rejected = [s["source_file"] for s in summaries if s["status"] == "rejected"]
     return (
-        f"batch {batch_id}: {len(read)} files read, {len(summaries) - len(read)} rejected; "
+        f"batch {batch_id}: {len(read)} files read, {len(rejected)} rejected; "
         f"rows {sum(s['rows'] for s in read)}: loaded {sum(s['loaded'] for s in read)}, "
         f"already loaded {sum(s['already_loaded'] for s in read)}, "
         f"quarantined {sum(reasons.values())} {dict(sorted(reasons.items()))}"
@@ -327,16 +367,15 @@ def start(
     mover = FileMover(spark, settings.csv_after_load)
     sinks: list[str] = []
 
-    def per_batch(batch: DataFrame, batch_id: int) -> None:
+    def per_batch(records: DataFrame, batch_id: int) -> None:
         if not sinks:  # after the query started: its checkpoint names the sink
             sinks.append(sink_identity(LOAD_QUERY, checkpoint))
-        rows = batch.toArrow()
-        summaries = load_batch(settings, layout.serving_schema, rows, sinks[0], batch_id)
-        if summaries is None:
-            log.info("batch %d was loaded before: only its files are moved", batch_id)
+        files, reasons = load_batch(records, settings, layout.serving_schema, sinks[0], batch_id)
+        if files and "status" in files[0]:
+            log.info(describe(batch_id, files, reasons))
         else:
-            log.info(describe(batch_id, summaries, rows))
-        for file in _records(rows, FILE).to_pylist():
+            log.info("batch %d was loaded before: only its files are moved", batch_id)
+        for file in files:
             if file["reason"]:
                 mover.reject(file["source_file"], file["reason"], batch_id)
             else:
