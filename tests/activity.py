@@ -28,7 +28,7 @@ import pandas as pd
 from lakehouse.layout import Layout
 from lakehouse.pipelines.activity import JOB
 from producers.activity import Message, simulate
-from tests.market import run_json, start_driver
+from tests.market import driver_command, run_json, start_driver
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 WATERMARK_MS = 120_000
@@ -87,20 +87,7 @@ def regenerated(reports: list[dict]) -> list[list[Message]]:
 
 
 def pipeline_command(layout: Layout, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "spark.driver",
-        "--job",
-        JOB,
-        "--namespace",
-        layout.namespace,
-        "--master",
-        "local[2]",
-        "--param",
-        "activity.buckets=4",
-        *extra,
-    ]
+    return driver_command(JOB, layout, "--param", "activity.buckets=4", *extra)
 
 
 def run_once(layout: Layout) -> dict:

@@ -90,23 +90,33 @@ def send_sentinel(platform, layout: Layout, event_ms: int) -> None:
     send_reference(platform, layout, SENTINEL_SYMBOL, "Sentinel", event_ms)
 
 
-def pipeline_command(layout: Layout, *extra: str) -> list[str]:
+def driver_command(job: str, layout: Layout, *extra: str, master: str = "local[2]") -> list[str]:
+    """The streaming driver of `job` on the layout's namespace (--param, --once ... in
+    `extra`)."""
     return [
         sys.executable,
         "-m",
         "spark.driver",
         "--job",
-        "market_pipeline",
+        job,
         "--namespace",
         layout.namespace,
         "--master",
-        "local[2]",
+        master,
+        *extra,
+    ]
+
+
+def pipeline_command(layout: Layout, *extra: str) -> list[str]:
+    return driver_command(
+        "market_pipeline",
+        layout,
         "--param",
         f"market.watermark={WATERMARK}",
         "--param",
         "market.buckets=4",
         *extra,
-    ]
+    )
 
 
 def start_pipeline(layout: Layout, *extra: str) -> subprocess.Popen:

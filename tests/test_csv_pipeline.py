@@ -34,7 +34,7 @@ from lakehouse.pipelines.csv import (
 from lakehouse.settings import PROJECT_ROOT
 from producers.csv_files import GeneratedFile, generate, write_atomically
 from tests.conftest import TEST_ENV, isolated_layout
-from tests.market import run_json, start_driver
+from tests.market import driver_command, run_json, start_driver
 
 pytestmark = [pytest.mark.services, pytest.mark.spark, pytest.mark.slow]
 
@@ -57,18 +57,7 @@ UNREADABLE = {  # name: (content, why it cannot be read)
 
 
 def command(layout: Layout, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "spark.driver",
-        "--job",
-        JOB,
-        "--namespace",
-        layout.namespace,
-        "--master",
-        "local[2]",
-        *extra,
-    ]
+    return driver_command(JOB, layout, *extra)
 
 
 def query(platform, layout: Layout, sql: str) -> pd.DataFrame:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from lakehouse.layout import Layout
 from lakehouse.pipelines.orders import BRONZE_QUERY, JOB, MATCHING_QUERY, MONGO_COLLECTION
 from producers.orders import simulate
 from tests.conftest import isolated_layout
-from tests.market import run_json, start_driver, table
+from tests.market import driver_command, run_json, start_driver, table
 from tests.orders import (
     AMOUNT_MISMATCH,
     EXPIRED,
@@ -65,20 +64,7 @@ COLUMNS = ["status", "order_amount", "paid_amount", "order_time_ms", "payment_ti
 
 
 def pipeline_command(layout: Layout, *extra: str, master: str = "local[2]") -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "spark.driver",
-        "--job",
-        JOB,
-        "--namespace",
-        layout.namespace,
-        "--master",
-        master,
-        "--param",
-        "orders.buckets=4",
-        *extra,
-    ]
+    return driver_command(JOB, layout, "--param", "orders.buckets=4", *extra, master=master)
 
 
 def run_once(layout: Layout) -> dict:

@@ -9,6 +9,7 @@ import pytest
 
 from control import platform
 from infra.base import Service
+from lakehouse.registry import load_registry
 from lakehouse.settings import PROJECT_ROOT, Settings
 from tests.conftest import TEST_ENV, run_cli
 
@@ -131,7 +132,8 @@ def test_producer_to_a_missing_topic_says_which_in_one_sentence(platform):
         (["--job", "market_pipeline", "--param", "buckets=4"], "is not pipeline.name=value"),
         (
             ["--job", "no_such_job"],
-            "no streaming job 'no_such_job'; registered: activity_pipeline, market_pipeline",
+            "no streaming job 'no_such_job'; registered: "
+            + ", ".join(sorted(load_registry().jobs)),
         ),
         (["--job", "market_pipeline", "--namespace", "Bad-NS"], "namespace 'Bad-NS' is not valid"),
     ],
