@@ -110,3 +110,26 @@ def test_a_file_that_cannot_be_read_loads_nothing_and_says_why(content, why):
     parsed = parse_file("f.csv", content)
     assert parsed.unreadable is not None and why in parsed.unreadable
     assert parsed.rows == 0
+
+
+def test_a_file_gives_its_accepted_rows_its_refused_rows_and_itself_as_records():
+    from spark.jobs.csv.load import EVENT, FILE, REFUSED, file_records
+
+    text = f"{HEADER}\n{GOOD}\ne2,U1,P1,wishlist,1.00,2026-01-01\n"
+    records = file_records("file:/in/a.csv", text.encode()).to_pylist()
+    assert [r["record"] for r in records] == [EVENT, REFUSED, FILE]
+    event, refused, file = records
+    assert (event["event_id"], event["line_number"], event["product_price"]) == ("e1", 2, 9.99)
+    assert event["event_timestamp"].isoformat() == "2026-01-01T00:00:00.123000+00:00"
+    assert (refused["line_number"], refused["reason"]) == (3, UNKNOWN_EVENT_TYPE)
+    assert refused["raw_line"] == "e2,U1,P1,wishlist,1.00,2026-01-01"
+    assert (file["file_rows"], file["file_bytes"], file["reason"]) == (2, len(text), None)
+    assert {r["source_file"] for r in records} == {"file:/in/a.csv"}
+
+
+def test_an_unreadable_file_gives_one_record_with_its_reason():
+    from spark.jobs.csv.load import FILE, file_records
+
+    (record,) = file_records("f.csv", b"\xff\xfe").to_pylist()
+    assert record["record"] == FILE and "not UTF-8" in record["reason"]
+    assert record["file_rows"] == 0

@@ -25,12 +25,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import psycopg
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import (
     BinaryType,
     DoubleType,
@@ -90,23 +92,8 @@ EVENT_COLUMNS = (  # of user_events
     "line_number",
 )
 QUARANTINE_COLUMNS = ("source_file", "line_number", "reason", "raw_line")
-_ARROW_SCHEMA = pa.schema(
-    [
-        ("record", pa.string()),
-        ("source_file", pa.string()),
-        ("line_number", pa.int32()),
-        ("event_id", pa.string()),
-        ("user_id", pa.string()),
-        ("product_id", pa.string()),
-        ("event_type", pa.string()),
-        ("product_price", pa.float64()),
-        ("event_timestamp", pa.timestamp("us", tz="UTC")),
-        ("reason", pa.string()),
-        ("raw_line", pa.string()),
-        ("file_rows", pa.int32()),
-        ("file_bytes", pa.int64()),
-    ]
-)
+# The same schema as the Python side builds it (timestamps in UTC).
+_ARROW_SCHEMA = to_arrow_schema(RECORD_SCHEMA, timezone="UTC")
 
 
 def file_records(path: str, content: bytes) -> pa.RecordBatch:
@@ -233,12 +220,17 @@ ON CONFLICT (source_file) DO UPDATE SET status = EXCLUDED.status, reason = EXCLU
     batch_id = EXCLUDED.batch_id, processed_at = now()"""
 
 
+@dataclass(frozen=True)
+class BatchResult:
+    files: list[dict]  # source_file and reason of each; its counts too when applied now
+    reasons: Counter  # refused rows by reason (empty when not applied now)
+    applied: bool  # False: the ledger says the batch was applied before
+
+
 def apply_stage(
     settings: Settings, schema: str, sink: str, batch_id: int, staged: int
-) -> tuple[list[dict], Counter]:
-    """The staged batch into the serving tables, in one transaction with its ledger row.
-    Returns the batch's files (with their counts, when applied now) and the refusals by
-    reason; the files' counts are empty when the ledger says it was applied before."""
+) -> BatchResult:
+    """The staged batch into the serving tables, in one transaction with its ledger row."""
     schema = validate_schema(schema)
     table = f'"{schema}".{STAGE}'
     with psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
@@ -253,7 +245,8 @@ def apply_stage(
         ).fetchone()
         if first_time is None:
             conn.execute(f"DROP TABLE {table}")
-            return [{"source_file": f[0], "reason": f[1]} for f in files], Counter()
+            files_only = [{"source_file": path, "reason": reason} for path, reason, *_ in files]
+            return BatchResult(files_only, Counter(), applied=False)
         events = ", ".join(EVENT_COLUMNS)
         # Sorted by the key: index pages are touched in order; of several rows with one
         # event id, the first file and line wins.
@@ -285,12 +278,12 @@ def apply_stage(
                 [{**summary, "batch_id": batch_id} for summary in summaries],
             )
         conn.execute(f"DROP TABLE {table}")
-    return summaries, Counter(reason for _, _, reason in refused_rows)
+    return BatchResult(summaries, Counter(reason for _, _, reason in refused_rows), applied=True)
 
 
 def load_batch(
     records: DataFrame, settings: Settings, schema: str, sink: str, batch_id: int
-) -> tuple[list[dict], Counter]:
+) -> BatchResult:
     """Stage a micro-batch's records from the executors, then apply them once."""
     staged = stage(records, settings.postgres_dsn(), schema)
     return apply_stage(settings, schema, sink, batch_id, staged)
@@ -370,12 +363,12 @@ def start(
     def per_batch(records: DataFrame, batch_id: int) -> None:
         if not sinks:  # after the query started: its checkpoint names the sink
             sinks.append(sink_identity(LOAD_QUERY, checkpoint))
-        files, reasons = load_batch(records, settings, layout.serving_schema, sinks[0], batch_id)
-        if files and "status" in files[0]:
-            log.info(describe(batch_id, files, reasons))
+        result = load_batch(records, settings, layout.serving_schema, sinks[0], batch_id)
+        if result.applied:
+            log.info(describe(batch_id, result.files, result.reasons))
         else:
             log.info("batch %d was loaded before: only its files are moved", batch_id)
-        for file in files:
+        for file in result.files:
             if file["reason"]:
                 mover.reject(file["source_file"], file["reason"], batch_id)
             else:
