@@ -47,6 +47,19 @@ class UpsertTarget:
         )
 
 
+def record_batch(
+    conn: psycopg.Connection, schema: str, sink: str, batch_id: int, rows: int
+) -> bool:
+    """The batch's row in the ledger, in the caller's transaction; False when it was there
+    already (the batch was applied before: the caller applies nothing)."""
+    first_time = conn.execute(
+        f'INSERT INTO "{schema}".sink_batches (sink, batch_id, rows) VALUES (%s, %s, %s) '
+        "ON CONFLICT DO NOTHING RETURNING batch_id",
+        (sink, batch_id, rows),
+    ).fetchone()
+    return first_time is not None
+
+
 def upsert_batch(
     settings: Settings,
     schema: str,
@@ -59,12 +72,7 @@ def upsert_batch(
     schema = validate_schema(schema)
     stage = f"stage_{target.table}"
     with psycopg.connect(settings.postgres_dsn(), connect_timeout=10) as conn:
-        first_time = conn.execute(
-            f'INSERT INTO "{schema}".sink_batches (sink, batch_id, rows) VALUES (%s, %s, %s) '
-            "ON CONFLICT DO NOTHING RETURNING batch_id",
-            (sink, batch_id, rows.num_rows),
-        ).fetchone()
-        if first_time is None:
+        if not record_batch(conn, schema, sink, batch_id, rows.num_rows):
             log.info("%s batch %d was applied before: skipped", sink, batch_id)
             return False
         if rows.num_rows:

@@ -50,6 +50,7 @@ from lakehouse.pipelines.csv import ARCHIVE_FOLDER, LOAD_QUERY, REJECTED_FOLDER
 from lakehouse.settings import Settings
 from spark.checkpoints import sink_identity
 from spark.jobs.csv.cleaning import parse_file
+from spark.postgres_sink import record_batch
 
 log = logging.getLogger(__name__)
 
@@ -238,12 +239,7 @@ def apply_stage(
             f"SELECT DISTINCT ON (source_file) source_file, reason, file_rows, file_bytes "
             f"FROM {table} WHERE record = '{FILE}' ORDER BY source_file"
         ).fetchall()
-        first_time = conn.execute(
-            f'INSERT INTO "{schema}".sink_batches (sink, batch_id, rows) VALUES (%s, %s, %s) '
-            "ON CONFLICT DO NOTHING RETURNING batch_id",
-            (sink, batch_id, staged),
-        ).fetchone()
-        if first_time is None:
+        if not record_batch(conn, schema, sink, batch_id, staged):
             conn.execute(f"DROP TABLE {table}")
             files_only = [{"source_file": path, "reason": reason} for path, reason, *_ in files]
             return BatchResult(files_only, Counter(), applied=False)
