@@ -1,6 +1,7 @@
 """The CSV drops pipeline's page: its health (files read and rejected, rows loaded, rows
-refused by reason, the latest files) and what analysts see in its views (purchases, revenue
-and view-to-purchase conversion per day, the top products), from the serving schema.
+refused by reason, the files still waiting in the input folder, the latest files) and what
+analysts see in its views (purchases, revenue and view-to-purchase conversion per day, the
+top products), from the serving schema.
 
 A page file of its own, registered in app.py's navigation.
 """
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import plotly.express as px
 import streamlit as st
+from botocore.exceptions import BotoCoreError, ClientError
 
 from dashboard import queries
+from lakehouse.input_folders import waiting_files
 from lakehouse.layout import Layout
 from lakehouse.settings import load_settings
 
@@ -36,8 +39,30 @@ def load_drops(schema: str) -> dict | None:
         }
 
 
+@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+def load_waiting(folder: str) -> list | None:
+    """The files waiting in the input folder; None when it cannot be listed."""
+    try:
+        return waiting_files(folder, settings)
+    except (OSError, BotoCoreError, ClientError):  # S3 down, a folder we may not read
+        return None
+
+
+def waiting_metric(column, folder: str) -> None:
+    waiting = load_waiting(folder)
+    oldest = f"; the oldest since {waiting[0].modified_at:%H:%M:%S} UTC" if waiting else ""
+    column.metric(
+        "Files waiting",
+        "-" if waiting is None else f"{len(waiting):,}",
+        help="in the input folder, not read yet"
+        + oldest
+        + ". A file that keeps waiting while the stream runs has a name the stream read"
+        " before: drop it under a new name.",
+    )
+
+
 @st.fragment(run_every=REFRESH_S)
-def live_drops(schema: str) -> None:
+def live_drops(schema: str, folder: str) -> None:
     try:
         data = load_drops(schema)
     except queries.NoData as empty:
@@ -48,10 +73,10 @@ def live_drops(schema: str) -> None:
         return
     totals = data["totals"]
     st.caption(
-        f"Input folder: {settings.csv_input_folder}. Latest file processed at"
+        f"Input folder: {folder}. Latest file processed at"
         f" {totals['last_file_at']:%Y-%m-%d %H:%M:%S} UTC."
     )
-    columns = st.columns(5)
+    columns = st.columns(6)
     columns[0].metric("Files read", f"{int(totals['files_read']):,}")
     columns[1].metric(
         "Files rejected",
@@ -65,6 +90,7 @@ def live_drops(schema: str) -> None:
         help="valid rows whose event id was loaded before (a file dropped twice)",
     )
     columns[4].metric("Rows refused", f"{int(totals['rows_refused']):,}")
+    waiting_metric(columns[5], folder)
     left, right = st.columns(2)
     left.subheader("Refused rows by reason")
     left.dataframe(data["refusals"], hide_index=True, width="stretch")
@@ -96,4 +122,5 @@ def live_drops(schema: str) -> None:
 
 
 st.title("CSV drops")
-live_drops(Layout(settings).serving_schema)
+layout = Layout(settings)
+live_drops(layout.serving_schema, layout.folder(settings.csv_input_folder))

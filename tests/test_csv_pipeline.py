@@ -23,6 +23,7 @@ import pandas as pd
 import psycopg
 import pytest
 
+from lakehouse.input_folders import waiting_files
 from lakehouse.layout import Layout
 from lakehouse.pipelines.csv import (
     ARCHIVE_FOLDER,
@@ -179,6 +180,7 @@ def test_unreadable_files_are_moved_aside_with_their_reason_and_the_rest_archive
         assert why in (folder / REJECTED_FOLDER / f"{name}.reason").read_text()
         assert (folder / REJECTED_FOLDER / name).read_bytes() == content
     assert sorted(p.name for p in folder.iterdir()) == [ARCHIVE_FOLDER, REJECTED_FOLDER]
+    assert waiting_files(str(folder), platform) == []
     archived = sorted(p.name for p in (folder / ARCHIVE_FOLDER).iterdir())
     assert archived == sorted(f.name for f in files)
     assert report[LOAD_QUERY]["batches"] >= 1
@@ -266,6 +268,7 @@ def test_files_under_an_s3a_prefix_load_the_same(platform):
     summary = query(platform, layout, "SELECT * FROM {schema}.csv_files")
     assert sorted(summary["source_file"]) == sorted(f"{prefix}/{f.name}" for f in files)
     assert (summary["status"] == "loaded").all()
+    assert waiting_files(prefix, platform) == []  # read through S3's listing
 
 
 def test_the_dashboard_reads_files_rows_and_refusals_through_its_role(platform, killed):
