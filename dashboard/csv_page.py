@@ -13,7 +13,7 @@ import streamlit as st
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dashboard import queries
-from lakehouse.input_folders import waiting_files
+from infra.input_folders import waiting_files
 from lakehouse.layout import Layout
 from lakehouse.settings import load_settings
 

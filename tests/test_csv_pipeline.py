@@ -23,7 +23,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from lakehouse.input_folders import waiting_files
+from infra.input_folders import waiting_files
 from lakehouse.layout import Layout
 from lakehouse.pipelines.csv import (
     ARCHIVE_FOLDER,

@@ -1,10 +1,10 @@
-"""What waits in an input folder (lakehouse/input_folders.py), on a local folder."""
+"""What waits in an input folder (infra/input_folders.py), on a local folder."""
 
 from __future__ import annotations
 
 import os
 
-from lakehouse.input_folders import waiting_files
+from infra.input_folders import waiting_files
 from lakehouse.settings import Settings
 
 

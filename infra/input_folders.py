@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from infra.s3 import s3_client
 from lakehouse.settings import Settings
 
 
@@ -41,8 +42,6 @@ def waiting_files(folder: str, settings: Settings) -> list[WaitingFile]:
 
 
 def _s3_files(folder: str, settings: Settings) -> list[WaitingFile]:
-    from infra.s3 import s3_client
-
     bucket, _, prefix = folder.split("://", 1)[1].partition("/")
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     pages = (
