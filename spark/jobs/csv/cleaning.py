@@ -40,6 +40,7 @@ from lakehouse.pipelines.csv import (
 MAX_PRICE = 10_000_000_000.0
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 _HEADER = [c.lower() for c in COLUMNS]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,6 @@ def parse_timestamp_us(text: str) -> int | None:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def check_row(fields: list[str]) -> tuple[str | None, tuple | None]:

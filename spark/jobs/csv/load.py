@@ -262,11 +262,16 @@ def apply_stage(
             f"WHERE record = '{REFUSED}' ORDER BY source_file, line_number "
             "ON CONFLICT DO NOTHING"
         )
-        refused_rows = conn.execute(
-            f"SELECT DISTINCT source_file, line_number, reason FROM {table} "
-            f"WHERE record = '{REFUSED}'"
+        # Counted in Postgres (a retried task may have staged a row twice): a file of
+        # nothing but bad rows costs one row per file and reason here, not one per line.
+        refused_counts = conn.execute(
+            f"SELECT source_file, reason, count(DISTINCT line_number) FROM {table} "
+            f"WHERE record = '{REFUSED}' GROUP BY source_file, reason"
         ).fetchall()
-        refused = Counter(path for path, _, _ in refused_rows)
+        refused, reasons = Counter(), Counter()
+        for path, reason, count in refused_counts:
+            refused[path] += count
+            reasons[reason] += count
         summaries = _summaries(files, refused, loaded)
         with conn.cursor() as cursor:
             cursor.executemany(
@@ -274,7 +279,7 @@ def apply_stage(
                 [{**summary, "batch_id": batch_id} for summary in summaries],
             )
         conn.execute(f"DROP TABLE {table}")
-    return BatchResult(summaries, Counter(reason for _, _, reason in refused_rows), applied=True)
+    return BatchResult(summaries, reasons, applied=True)
 
 
 def load_batch(
