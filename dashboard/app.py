@@ -111,12 +111,18 @@ def health_page() -> None:
         "kafka_records_behind: records waiting in Kafka after the last batch;"
         " event_time_lag: how far the watermark trails the clock;"
         " late_rows_dropped and duplicates_dropped: events dropped behind the watermark and"
-        " repeated event ids, summed over every batch."
+        " repeated event ids, summed over every batch;"
+        " kafka_offsets_lost: offsets retention deleted before the query read them (counted"
+        " only when the platform skips them; by default the query stops instead)."
     )
     streams = queries.stream_health(settings) if services.get("postgres") else None
     if streams is None or streams.empty:
         st.info("No streaming query has recorded a batch yet.")
     else:
+        lost = streams["kafka_offsets_lost"].fillna(0)
+        for name, count in zip(streams["query_name"], lost, strict=True):
+            if count > 0:
+                st.error(f"{name} skipped {int(count):,} Kafka offsets retention deleted first.")
         st.dataframe(streams, width="stretch", hide_index=True)
     st.subheader("Quarantined records by reason")
     try:

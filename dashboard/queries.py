@@ -90,7 +90,9 @@ def quarantine_counts(con) -> pd.DataFrame:
 
 
 def stream_health(settings: Settings) -> pd.DataFrame:
-    """Per streaming query: its last batch, rows/s, lag, late drops and dropped duplicates.
+    """Per streaming query: its last batch, rows/s, lag, late drops, dropped duplicates and
+    the Kafka offsets it skipped because retention deleted them first (null: not counted,
+    the query fails instead).
 
     Lag two ways: the records still waiting in Kafka after the last batch (Kafka sources
     only), and how far event time (the watermark) trails the wall clock.
@@ -102,6 +104,7 @@ def stream_health(settings: Settings) -> pd.DataFrame:
                now() - watermark AS event_time_lag,
                sum(rows_dropped_by_watermark) OVER (PARTITION BY query_id) AS late_rows_dropped,
                sum(duplicates_dropped) OVER (PARTITION BY query_id) AS duplicates_dropped,
+               sum(kafka_offsets_lost) OVER (PARTITION BY query_id) AS kafka_offsets_lost,
                watermark, query_id
         FROM stream_progress
         ORDER BY query_id, batch_id DESC

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     spark_worker_ui_port: int = 18091
 
     kafka_default_partitions: int = 3
+    # Offsets retention deleted before a stream read them: fail the stream (the default) or
+    # skip them, counted per partition in stream_progress (spark/kafka_offsets.py).
+    kafka_fail_on_data_loss: bool = True
     s3_bucket: str = "lakehouse"
     s3_region: str = "us-east-1"
 

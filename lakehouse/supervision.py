@@ -158,6 +158,24 @@ def read_state(conn: psycopg.Connection, job: StreamJob, job_key: str) -> Driver
     )
 
 
+def offsets_lost_since(
+    conn: psycopg.Connection, job: StreamJob, started_at: datetime | None
+) -> dict[str, tuple[int, str]]:
+    """Per query of the job: the Kafka offsets its batches skipped since `started_at` (only
+    counted when the platform skips lost offsets rather than failing), and where."""
+    if started_at is None:
+        return {}
+    rows = conn.execute(
+        """SELECT query_name, sum(kafka_offsets_lost),
+                  string_agg(kafka_offsets_lost_by_partition::text, ' ' ORDER BY batch_id)
+           FROM stream_progress
+           WHERE query_name = ANY(%s) AND batch_time >= %s AND kafka_offsets_lost > 0
+           GROUP BY query_name""",
+        (list(job.queries), started_at),
+    ).fetchall()
+    return {query: (int(count), where) for query, count, where in rows}
+
+
 def driver_log(settings: Settings, job_key: str) -> Path:
     return settings.logs_dir / "streams" / f"{job_key.replace('@', '__')}.log"
 
@@ -273,7 +291,17 @@ def supervise(
         decision = decide(state, now(), policy)
         if decision.reset_restarts:
             conn.execute("UPDATE stream_drivers SET restarts = 0 WHERE job_key = %s", (job_key,))
+        lost = offsets_lost_since(conn, job, state.started_at)
     log.info("%s: %s (%s)", job_key, decision.action, decision.reason)
+    for query, (count, where) in lost.items():
+        log.warning(
+            "%s: %s skipped %d Kafka offsets that retention deleted before it read them "
+            "since this driver started (%s)",
+            job_key,
+            query,
+            count,
+            where,
+        )
     if decision.action is Action.GIVE_UP:
         raise SupervisionError(f"{job_key}: {decision.reason}")
     if decision.action is Action.STOP:

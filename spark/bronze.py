@@ -53,8 +53,9 @@ def kafka_stream(
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", "earliest")
-        # Retention may delete offsets a stopped job never read: say so in the log, go on.
-        .option("failOnDataLoss", "false")
+        # Offsets retention deleted before the stream read them fail the query, unless the
+        # platform is set to skip them; then each batch counts them (spark/kafka_offsets.py).
+        .option("failOnDataLoss", str(settings.kafka_fail_on_data_loss).lower())
     )
     if max_offsets:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 
+from spark.checkpoints import sink_identity
+
 if TYPE_CHECKING:
     from lakehouse.layout import Layout
 
@@ -51,17 +53,19 @@ def persisted(df: DataFrame) -> Iterator[DataFrame]:
 
 
 def append_exactly_once(
-    df: DataFrame, path: str, query: str, batch_id: int, partitions: tuple[str, ...] = ()
+    df: DataFrame, path: str, writer_id: str, batch_id: int, partitions: tuple[str, ...] = ()
 ) -> None:
-    """Append with Delta's idempotent-writer options: a replayed (query, batch) is skipped.
+    """Append with Delta's idempotent-writer options: a replayed (writer, batch) is skipped.
 
     foreachBatch may run a batch again after a crash; Delta records (txnAppId, txnVersion)
     in the same commit as the data, so the second write of the same batch is a no-op.
+    `writer_id` must change when batch ids start again (a new checkpoint): see
+    `append_to_tables`.
     """
     writer = (
         df.write.format("delta")
         .mode("append")
-        .option("txnAppId", query)
+        .option("txnAppId", writer_id)
         .option("txnVersion", str(batch_id))
     )
     if partitions:
@@ -72,11 +76,17 @@ def append_exactly_once(
 def append_to_tables(
     layout: Layout, outputs: Iterable[tuple[str, DataFrame]], query: str, batch_id: int
 ) -> None:
-    """Each (table name, rows) of one micro-batch appended exactly once to that registered
-    table, at the layout's path and with its declared partitions."""
+    """Each (table name, rows) of one micro-batch of `query` appended exactly once to that
+    registered table, at the layout's path and with its declared partitions.
+
+    The Delta writer id is the query's name with its checkpoint's query id: a deleted or
+    reset checkpoint numbers its batches from 0 again, and under the bare name Delta would
+    take them for batches it already has and drop them without a word.
+    """
+    writer_id = sink_identity(query, layout.checkpoint(query))
     for name, df in outputs:
         table = layout.registry.table(name)
-        append_exactly_once(df, layout.table(table), query, batch_id, table.partitions)
+        append_exactly_once(df, layout.table(table), writer_id, batch_id, table.partitions)
 
 
 def create_missing_tables(layout: Layout, outputs: Iterable[tuple[str, DataFrame]]) -> None:

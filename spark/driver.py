@@ -33,6 +33,7 @@ from lakehouse.layout import InvalidNamespace, Layout
 from lakehouse.process import port_in_use
 from lakehouse.registry import RegistryError, load_registry
 from lakehouse.settings import Settings, load_settings
+from spark.kafka_offsets import is_data_loss
 
 log = logging.getLogger("driver")
 
@@ -214,6 +215,17 @@ def main(
     except DriverAlreadyRunning as error:
         typer.echo(f"{error}: not starting a second driver (stop it first).")
         raise typer.Exit(3) from None
+    except RuntimeError as error:
+        if not is_data_loss(error):
+            raise
+        typer.echo(
+            f"{str(error).splitlines()[0]}\n{job}: Kafka no longer holds offsets this job had "
+            "not read (retention deleted them, or a topic was recreated). Nothing was "
+            "skipped. To go on without them, set LAKEHOUSE_KAFKA_FAIL_ON_DATA_LOSS=false "
+            "(the skipped offsets are then counted in stream_progress), or raise the "
+            "topic's retention.ms."
+        )
+        raise typer.Exit(1) from None
     if once:
         print(json.dumps(report), flush=True)
 

@@ -40,6 +40,7 @@ from spark import bronze
 from spark.bronze import KAFKA_COLUMNS, KAFKA_SOURCE_SCHEMA
 from spark.checkpoints import batch_watermark_ms
 from spark.delta_sink import append_to_tables, create_missing_tables, persisted, writer_lock
+from spark.kafka_offsets import count_lost_offsets
 from spark.progress import count_late_drops
 
 _DEDUP_KEY = "dedup_key"  # the event id; a refused record's Kafka position
@@ -142,6 +143,7 @@ class EventBronze:
         checkpoint = layout.checkpoint(self.query)
 
         def per_batch(batch: DataFrame, batch_id: int) -> None:
+            count_lost_offsets(settings, self.query, checkpoint, batch_id)  # before reading
             with writer_lock(self.query), persisted(batch):
                 watermark_ms = batch_watermark_ms(checkpoint, batch_id)
                 events_out, quarantine, late = self.split(batch, watermark_ms)

@@ -2,8 +2,9 @@
 
 A StreamingQueryListener in the driver writes one row per (query id, batch id): rows in,
 rows/s, duration, watermark, the rows the watermark dropped, the duplicates a
-deduplicating operator dropped and, for Kafka sources, how many
-records were still waiting in Kafka after the batch (the consumer lag). The query id is stable
+deduplicating operator dropped and, for Kafka sources, how many records were still waiting
+in Kafka after the batch (the consumer lag) and, when the platform skips rather than fails
+on lost offsets, the offsets Kafka no longer held (spark/kafka_offsets.py). The query id is stable
 across restarts of the same checkpoint, and a batch replayed after a crash overwrites its
 row, so sums over the table count every batch once. Supervision (Airflow) and the
 dashboard's health page read this table; a failed write is logged, never fatal.
@@ -11,26 +12,28 @@ dashboard's health page read this table; a failed write is logged, never fatal.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
 import psycopg
+from psycopg.types.json import Jsonb
 from pyspark.sql.streaming import StreamingQueryListener
 
 from lakehouse.drivers import record_heartbeat
 from lakehouse.settings import Settings
+from spark.kafka_offsets import Partition, parse_kafka_offsets
 
 log = logging.getLogger(__name__)
 
 UPSERT = """
 INSERT INTO stream_progress (query_id, batch_id, query_name, run_id, batch_time, input_rows,
     input_rows_per_s, processed_rows_per_s, duration_ms, watermark,
-    rows_dropped_by_watermark, duplicates_dropped, state_rows, kafka_records_behind)
+    rows_dropped_by_watermark, duplicates_dropped, state_rows, kafka_records_behind,
+    kafka_offsets_lost, kafka_offsets_lost_by_partition)
 VALUES (%(query_id)s, %(batch_id)s, %(query_name)s, %(run_id)s, %(batch_time)s,
     %(input_rows)s, %(input_rows_per_s)s, %(processed_rows_per_s)s, %(duration_ms)s,
     %(watermark)s, %(rows_dropped_by_watermark)s, %(duplicates_dropped)s, %(state_rows)s,
-    %(kafka_records_behind)s)
+    %(kafka_records_behind)s, %(kafka_offsets_lost)s, %(kafka_offsets_lost_by_partition)s)
 ON CONFLICT (query_id, batch_id) DO UPDATE SET
     run_id = EXCLUDED.run_id, batch_time = EXCLUDED.batch_time,
     input_rows = EXCLUDED.input_rows, input_rows_per_s = EXCLUDED.input_rows_per_s,
@@ -39,6 +42,8 @@ ON CONFLICT (query_id, batch_id) DO UPDATE SET
     rows_dropped_by_watermark = EXCLUDED.rows_dropped_by_watermark,
     duplicates_dropped = EXCLUDED.duplicates_dropped,
     state_rows = EXCLUDED.state_rows, kafka_records_behind = EXCLUDED.kafka_records_behind,
+    kafka_offsets_lost = EXCLUDED.kafka_offsets_lost,
+    kafka_offsets_lost_by_partition = EXCLUDED.kafka_offsets_lost_by_partition,
     recorded_at = now()
 """
 
@@ -49,34 +54,14 @@ def _timestamp(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def _kafka_offsets(text: str | None) -> dict[tuple[str, str], int] | None:
-    """{(topic, partition): offset} from a Kafka source's offset JSON; None for other sources
-    (a Delta source's offset is one flat object, and Spark writes "None" when it has none)."""
-    try:
-        parsed = json.loads(text) if text else None
-    except (TypeError, ValueError):
-        return None
-    if not isinstance(parsed, dict) or not parsed:
-        return None
-    offsets = {}
-    for topic, partitions in parsed.items():
-        if not isinstance(partitions, dict):
-            return None
-        for partition, offset in partitions.items():
-            if not isinstance(offset, int):
-                return None
-            offsets[(topic, partition)] = offset
-    return offsets
-
-
 def kafka_records_behind(sources: list[dict]) -> int | None:
     """Records in Kafka that the query had not read when its batch ended: per partition the
     latest offset minus the batch's end offset, summed over every Kafka source. None when
     the query reads no Kafka source or Spark did not report the latest offsets. Pure."""
     behind = None
     for source in sources:
-        end = _kafka_offsets(source.get("endOffset"))
-        latest = _kafka_offsets(source.get("latestOffset"))
+        end = parse_kafka_offsets(source.get("endOffset"))
+        latest = parse_kafka_offsets(source.get("latestOffset"))
         if end is None or latest is None:
             continue
         behind = (behind or 0) + sum(
@@ -85,26 +70,36 @@ def kafka_records_behind(sources: list[dict]) -> int | None:
     return behind
 
 
-# Rows a query's own code dropped behind the watermark, by (query name, batch id): added to
-# Spark's count of the batch (event bronze drops by the batch's watermark, see there).
-_LATE_DROPS: dict[tuple[str, int], int] = {}
-
-
+# What a query's own code counted in a batch, by (query name, batch id), for its progress
+# row: the rows it dropped behind the watermark (added to Spark's count; event bronze drops
+# by the batch's watermark, see there) and the Kafka offsets the batch skipped.
+_BATCH_COUNTS: dict[tuple[str, int], dict[str, object]] = {}
 _KEPT_BATCHES = 1000  # more than Spark keeps in recentProgress (100 by default)
 
 
-def count_late_drops(query_name: str, batch_id: int, rows: int) -> None:
-    """Called from a foreachBatch in this driver; a replayed batch sets the same count.
+def _remember(query_name: str, batch_id: int, **counts: object) -> None:
+    """Called from a foreachBatch in this driver; a replayed batch sets the same counts.
     A long-running driver keeps the counts of its last _KEPT_BATCHES batches per query."""
-    _LATE_DROPS[(query_name, batch_id)] = rows
-    _LATE_DROPS.pop((query_name, batch_id - _KEPT_BATCHES), None)
+    _BATCH_COUNTS.setdefault((query_name, batch_id), {}).update(counts)
+    _BATCH_COUNTS.pop((query_name, batch_id - _KEPT_BATCHES), None)
+
+
+def count_late_drops(query_name: str, batch_id: int, rows: int) -> None:
+    _remember(query_name, batch_id, late_drops=rows)
+
+
+def record_lost_offsets(query_name: str, batch_id: int, lost: dict[Partition, int]) -> None:
+    """The offsets per partition a batch skipped because Kafka no longer held them."""
+    _remember(query_name, batch_id, lost_offsets=lost)
 
 
 def progress_row(progress: dict) -> dict:
     """One table row from a StreamingQueryProgress (a dict in pyspark 4), plus the rows the
     query's code counted as dropped behind the watermark."""
     operators = progress.get("stateOperators") or []
-    own_drops = _LATE_DROPS.get((progress.get("name"), progress["batchId"]), 0)
+    counted = _BATCH_COUNTS.get((progress.get("name"), progress["batchId"]), {})
+    own_drops = counted.get("late_drops", 0)
+    lost = counted.get("lost_offsets")  # None: not counted (the source fails instead)
     return {
         "query_id": str(progress["id"]),
         "batch_id": progress["batchId"],
@@ -123,6 +118,10 @@ def progress_row(progress: dict) -> dict:
         ),
         "state_rows": sum(op.get("numRowsTotal", 0) for op in operators) if operators else None,
         "kafka_records_behind": kafka_records_behind(progress.get("sources") or []),
+        "kafka_offsets_lost": None if lost is None else sum(lost.values()),
+        "kafka_offsets_lost_by_partition": None
+        if not lost
+        else Jsonb({f"{topic}[{partition}]": n for (topic, partition), n in sorted(lost.items())}),
     }
 
 

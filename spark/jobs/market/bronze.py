@@ -5,8 +5,8 @@ transform: the kit's bronze routing (spark/bronze.py) with the market's contract
   (lakehouse/pipelines/market.py): a valid trade, a valid reference update, or quarantine
   with the reason, the raw payload and the Kafka position. Pure DataFrame -> DataFrame.
 load: one foreachBatch that appends the three outputs to their Delta tables with
-  `txnAppId`/`txnVersion` = (query name, batch id): a batch replayed after a crash is
-  skipped by Delta, so every Kafka record lands exactly once in exactly one table.
+  `txnAppId`/`txnVersion` = (query name and checkpoint id, batch id): a batch replayed after
+  a crash is skipped by Delta, so every Kafka record lands exactly once in exactly one table.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from lakehouse.settings import Settings
 from spark import bronze
 from spark.bronze import KAFKA_COLUMNS, KAFKA_SOURCE_SCHEMA
 from spark.delta_sink import append_to_tables, create_missing_tables, persisted, writer_lock
+from spark.kafka_offsets import count_lost_offsets
 
 QUERY_NAME = "market_bronze"
 __all__ = ["KAFKA_SOURCE_SCHEMA", "QUERY_NAME", "BronzeOutputs", "start", "transform"]
@@ -110,6 +111,7 @@ def start(
     """Start the bronze query; returns the StreamingQuery."""
 
     def per_batch(batch: DataFrame, batch_id: int) -> None:
+        count_lost_offsets(settings, QUERY_NAME, layout.checkpoint(QUERY_NAME), batch_id)
         # The three writes read the same micro-batch: fetch it from Kafka once.
         with writer_lock(QUERY_NAME), persisted(batch):
             load_batch(layout, transform(batch, layout), batch_id)
