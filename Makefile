@@ -4,24 +4,32 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LAKEHOUSE := $(VENV)/bin/lakehouse
 STAMP := $(VENV)/.installed
+LOCK := infra/requirements.lock
+LOCK_ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install up up-cluster down status test test-fast bench lint doctor clean
+.PHONY: help install lock up up-cluster down status test test-fast bench lint doctor clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
-$(STAMP): infra/requirements.txt pyproject.toml
+# Installs from the hashed lock, not from requirements.txt, so every machine gets the same bytes.
+$(STAMP): $(LOCK) pyproject.toml
 	@command -v python3.11 >/dev/null || command -v python3 >/dev/null || { echo "Python 3.11 is required"; exit 1; }
 	test -x $(PY) || python3 -m venv $(VENV)
+	@# a new venv's own pip (23.2) rejects the lock: it sees mashumaro[msgpack] as unpinned
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r infra/requirements.txt
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP) ## virtualenv, Python packages and jars (idempotent)
 	$(LAKEHOUSE) install
+
+# Pins move only here, on purpose; LOCK_ARGS="--upgrade-package NAME" lets one package move.
+lock: $(STAMP) ## refresh infra/requirements.lock from infra/requirements.txt on purpose
+	VENV=$(VENV) infra/lock_requirements.sh $(LOCK_ARGS)
 
 up: install ## install what is missing, start the platform and a demo feed, print URLs
 	$(LAKEHOUSE) up

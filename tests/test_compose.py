@@ -404,8 +404,9 @@ def test_dockerfile_installs_pinned_requirements_and_jars():
     copies = [i for i in instructions if i.upper().startswith("COPY ")]
     base = next(i for i in instructions if i.upper().startswith("FROM "))
     assert re.match(r"FROM python:3\.11-slim", base), base
-    assert any(re.search(r"\binfra/requirements\.txt\b", c) for c in copies)
-    assert any(re.search(r"\bpip install\b.*\s-r\s+infra/requirements\.txt\b", r) for r in runs)
+    assert any(re.search(r"\binfra/requirements\.lock\b", c) for c in copies)
+    lock_install = r"\bpip install\b.*--require-hashes\s+-r\s+infra/requirements\.lock\b"
+    assert any(re.search(lock_install, r) for r in runs)
     assert any(re.search(r"\bpip install\b.*\s-e\s+\.(\s|$)", r) for r in runs)
     assert any(re.search(r"\blakehouse install\b", r) for r in runs)
     assert any("openjdk-17" in r and "maven" in r for r in runs)
