@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pandas as pd
 import psycopg
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 
 from lakehouse.layout import Layout
 from lakehouse.pipelines.market import REFERENCE_TOPIC, TRADES_TOPIC
@@ -181,18 +181,49 @@ def recorded_kafka_lag(platform, layout: Layout, query: str) -> list[int | None]
 
 
 def check_silver(spark, layout: Layout, expected_trades: int) -> pd.DataFrame:
+    """Silver holds `expected_trades` trades once each: every column that passes through equal
+    to the trade's first copy in bronze (Kafka order), and the company as of its time."""
     bronze = table(spark, layout, "bronze_trades")
     references = table(spark, layout, "bronze_company_reference")
     silver = table(spark, layout, "trades_enriched")
     assert silver["trade_id"].is_unique, "a trade was written twice"
     assert len(silver) == expected_trades
-    first_copies = bronze.drop_duplicates("trade_id")
-    want = expected_enrichment(
-        first_copies[first_copies["trade_id"].isin(silver["trade_id"])], references
+    first_copies = bronze.sort_values(["kafka_partition", "kafka_offset"]).drop_duplicates(
+        "trade_id"
     )
+    kept = first_copies[first_copies["trade_id"].isin(silver["trade_id"])]
+    want = expected_enrichment(kept, references)
     got = silver.set_index("trade_id")[["company_name", "sector"]].sort_index()
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    passed_through = [c for c in silver.columns if c in bronze.columns]
+    assert {"price", "volume", "event_time", "symbol", "kafka_offset"} <= set(passed_through)
+    pd.testing.assert_frame_equal(
+        silver.set_index("trade_id")[passed_through[1:]].sort_index(),
+        kept.set_index("trade_id")[passed_through[1:]].sort_index(),
+        check_dtype=False,
+    )
     return silver
+
+
+def check_bronze_values(settings, layout: Layout, bronze: pd.DataFrame) -> None:
+    """Every bronze trade's fields equal the JSON message at its Kafka position."""
+    consumer = KafkaConsumer(
+        layout.topic(TRADES_TOPIC),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    try:
+        # Raw: the topic holds malformed messages too (quarantined, so not in bronze).
+        sent = {(m.partition, m.offset): m.value for m in consumer}
+    finally:
+        consumer.close()
+    for row in bronze.itertuples(index=False):
+        message = json.loads(sent[(row.kafka_partition, row.kafka_offset)])
+        got = (row.trade_id, row.symbol, row.price, row.volume, row.exchange)
+        want = tuple(message.get(k) for k in ("trade_id", "symbol", "price", "volume", "exchange"))
+        assert got == want, (got, want)
+        assert row.event_time == pd.Timestamp(message["event_timestamp"], unit="ms"), row
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from tests.market import (
     START_MS,
+    check_bronze_values,
     check_silver,
     produce,
     recorded_kafka_lag,
@@ -68,6 +69,7 @@ def test_every_record_lands_once_and_counts_reconcile(spark, platform, layout):
     }
     assert by_reason == expected_reasons
     assert quarantine["raw_value"].notna().all()
+    check_bronze_values(platform, layout, bronze)
 
     # Silver: each distinct on-time trade once, enriched as of its event time.
     silver = check_silver(spark, layout, sent["trades"])
