@@ -8,6 +8,11 @@ A rule is data with two readings of the same meaning: a Spark SQL condition that
 when a record breaks it (the bronze routing in spark/bronze.py) and a Python check (the
 producers' self-check and the tests). Both come from one declaration, so they cannot drift.
 A null value breaks no rule but `Required`, in SQL as in Python.
+
+Besides its own rules, every contract refuses what no pipeline can use: a double that is not
+a finite number (NaN, Infinity: Spark's JSON reader takes them, and one NaN price poisons every
+average after it) and a string longer than its field's `max_length` (a 10 MB id would break a
+Postgres index downstream).
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ FieldType = Literal["string", "long", "double"]
 MIN_EVENT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_EVENT_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 UNPARSEABLE = "unparseable_or_mistyped"
+# Characters in a string field unless the field says otherwise: a key or an indexed text column
+# in Postgres stays far below btree's limit of about 2700 bytes per entry (4 bytes a character).
+DEFAULT_MAX_LENGTH = 256
 
 
 class IncompatibleSchemaError(ValueError):
@@ -32,6 +40,7 @@ class Field:
     name: str
     type: FieldType
     required: bool = True
+    max_length: int = DEFAULT_MAX_LENGTH  # strings only: characters, longer is refused
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,12 @@ def check_compatible(old: RecordSchema, new: RecordSchema) -> None:
                 f"{new.name} v{new.version} changes {name!r} from {field.type} to "
                 f"{new_fields[name].type}."
             )
+        if field.type == "string" and new_fields[name].max_length < field.max_length:
+            raise IncompatibleSchemaError(
+                f"{new.name} v{new.version} shortens {name!r} from {field.max_length} to "
+                f"{new_fields[name].max_length} characters: longer v{old.version} values "
+                "would be refused."
+            )
     for name, field in new_fields.items():
         if name not in old_fields and field.required:
             raise IncompatibleSchemaError(
@@ -75,7 +90,8 @@ def check_compatible(old: RecordSchema, new: RecordSchema) -> None:
 
 def _sql_literal(value: object) -> str:
     if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
+        # Spark's string literals read backslash escapes: a regex's \d must reach it as \\d.
+        return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
     return repr(value)
 
 
@@ -108,6 +124,50 @@ class Required(Rule):
 
     def broken_by(self, record: dict[str, Any]) -> bool:
         return record.get(self.field) is None
+
+
+@dataclass(frozen=True)
+class Finite(Rule):
+    """A double is a number: not NaN, Infinity or -Infinity. Spark's JSON reader makes them of
+    NaN and Infinity (bare or as strings) and of a number too large for a double (1e400), and
+    NaN compares false with every bound, so no range rule would catch it."""
+
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", self.reason or f"non_finite_{self.field}")
+
+    @property
+    def sql(self) -> str:
+        return f"isnan({self.field}) OR abs({self.field}) = double('Infinity')"
+
+    def broken_by(self, record: dict[str, Any]) -> bool:
+        value = record.get(self.field)
+        if value is None:
+            return False
+        try:
+            return not math.isfinite(value)
+        except OverflowError:  # an int beyond any double: Spark reads it as Infinity
+            return True
+
+
+@dataclass(frozen=True)
+class MaxLength(Rule):
+    """At most `limit` characters (code points, in Spark's length() as in Python's len())."""
+
+    reason: str = ""
+    limit: int = DEFAULT_MAX_LENGTH
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", self.reason or f"{self.field}_too_long")
+
+    @property
+    def sql(self) -> str:
+        return f"length({self.field}) > {self.limit}"
+
+    def broken_by(self, record: dict[str, Any]) -> bool:
+        value = record.get(self.field)
+        return value is not None and len(value) > self.limit
 
 
 @dataclass(frozen=True)
@@ -161,17 +221,30 @@ class Above(Rule):
 
 @dataclass(frozen=True)
 class Matches(Rule):
-    """The value contains a match of `pattern` (Spark's RLIKE is a search, as re.search)."""
+    r"""The value contains a match of `pattern` (Spark's RLIKE is a search, as re.search),
+    read alike by Java's and Python's regex engines: a final `$` is the very end of the value
+    (a plain `$` also matches before a final \n, and in Java before a final \r, \u0085 or
+    \u2028 too: "ABC\r" would pass as a symbol in Spark only), only \n ends a line elsewhere
+    (Java's UNIX_LINES) and \d, \w, \s are ASCII (Python's re.ASCII, Java's default)."""
 
     pattern: str = ""
 
     @property
     def sql(self) -> str:
-        return f"NOT ({self.field} RLIKE {_sql_literal(self.pattern)})"
+        java_pattern = "(?d)" + self._to_the_end(r"\z")
+        return f"NOT ({self.field} RLIKE {_sql_literal(java_pattern)})"
 
     def broken_by(self, record: dict[str, Any]) -> bool:
         value = record.get(self.field)
-        return value is not None and re.search(self.pattern, value) is None
+        return value is not None and re.search(self._to_the_end(r"\Z"), value, re.ASCII) is None
+
+    def _to_the_end(self, end_of_input: str) -> str:
+        """The pattern with a final unescaped `$` replaced by the engine's end of input."""
+        body = self.pattern[:-1]
+        escaped = (len(body) - len(body.rstrip("\\"))) % 2 == 1
+        if self.pattern.endswith("$") and not escaped:
+            return body + end_of_input
+        return self.pattern
 
 
 # ---- contracts ----------------------------------------------------------------------
@@ -187,7 +260,8 @@ _PYTHON_TYPES: dict[FieldType, tuple[type, ...]] = {
 @dataclass(frozen=True)
 class Contract:
     """The versions of one record type and its rules, in the order they are checked: the
-    required fields, a known schema version, the event time in range, then `rules`."""
+    required fields, a known schema version, the event time in range, every double finite,
+    every string within its field's max_length, then `rules`."""
 
     versions: tuple[RecordSchema, ...]
     rules: tuple[Rule, ...] = ()
@@ -216,6 +290,10 @@ class Contract:
                     MAX_EVENT_MS,
                 )
             )
+        built += [Finite(f.name) for f in self.latest.fields if f.type == "double"]
+        built += [
+            MaxLength(f.name, limit=f.max_length) for f in self.latest.fields if f.type == "string"
+        ]
         return (*built, *self.rules)
 
     def violation(self, record: Any) -> str | None:

@@ -18,7 +18,14 @@ from collections.abc import Iterable
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    VariantType,
+)
 
 from lakehouse.contracts import UNPARSEABLE, Contract, RecordSchema, Rule
 from lakehouse.settings import Settings
@@ -106,6 +113,10 @@ def route(records: DataFrame, contract: Contract, *, fmt: str = "json") -> DataF
     fields = spark_schema(contract.latest).add(_CORRUPT, "string")
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
     if fmt == "json":
+        # JSON has no single-quoted strings: Python's json (the producers' self-check) refuses
+        # them, so Spark does too. Non-numeric numbers (NaN, Infinity) stay allowed: JSON
+        # writers emit them (Python's json does), and the contract names them (non_finite_*).
+        options["allowSingleQuotes"] = "false"
         parsed = F.from_json(F.col("raw_value"), fields, options)
     elif fmt == "csv":
         ddl = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in fields.fields)
@@ -115,36 +126,52 @@ def route(records: DataFrame, contract: Contract, *, fmt: str = "json") -> DataF
     routed = records.select("*", parsed.alias("_record")).select("*", "_record.*")
     mistyped = F.col(_CORRUPT).isNotNull()
     if fmt == "json":
-        mistyped = mistyped | _not_json_strings(contract)
+        mistyped = mistyped | _coerced_values(contract, options)
+    # Blank is empty: Spark's JSON reader makes a record of nulls of it, not a corrupt one.
+    empty = F.col("raw_value").isNull() | (F.btrim("raw_value", F.lit(" \t\r\n")) == "")
     reason = (
-        F.when(F.col("raw_value").isNull(), F.lit("empty_payload"))
+        F.when(empty, F.lit("empty_payload"))
         .when(mistyped, F.lit(UNPARSEABLE))
         .otherwise(first_violation(contract.all_rules))
     )
     return routed.withColumn("reason", reason).drop("_record", _CORRUPT)
 
 
-# The text Spark's JSON reader makes of a number, a boolean, an object or an array.
+# The text Spark's JSON reader makes of a number, a boolean, an object or an array for a
+# string field: NaN and Infinity it writes quoted ("NaN"), objects and arrays compact.
 _COERCED_TEXT = (
-    r"^(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|-?Infinity|NaN|true|false|[\[{].*)$"
+    r"^(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
+    r'|"?(-?Infinity|NaN)"?$|true$|false$|[\[{])'
 )
 
 
-def _not_json_strings(contract: Contract) -> Column:
-    """True when a string field holds another JSON type. Spark's JSON reader turns a number,
-    a boolean or an object into its text for a string field; the contract (and its Python
-    reading) calls such a record mistyped. Only a value that reads like such a text (a
-    digit, a brace) is parsed again to learn its JSON type, so the usual record costs one
-    regex match per string field, not a second parse."""
+def _coerced_values(contract: Contract, options: dict[str, str]) -> Column:
+    """True when Spark's JSON reader made a value of the field's type from another JSON type,
+    which the contract (and its Python reading) calls mistyped: it turns a number, a boolean,
+    an object or an array into its text for a string field, and the strings "NaN",
+    "Infinity", "+INF", "-Infinity"... into a double. Only a value that may come from such a
+    coercion (a text like a number or a brace, a double that is not finite) is parsed again,
+    as variant, to learn its JSON type, so the usual record costs one regex match per string
+    field and no second parse."""
     broken = F.lit(False)
     for field in contract.latest.fields:
-        if field.type != "string":
-            continue
-        json_type = F.expr(
-            f"schema_of_variant(variant_get(try_parse_json(raw_value), '$.{field.name}'))"
+        value = F.col(field.name)
+        if field.type == "string":
+            suspect = value.rlike(_COERCED_TEXT)
+        elif field.type == "double":
+            suspect = F.isnan(value) | (F.abs(value) == float("inf"))
+        else:
+            continue  # Spark refuses any other JSON type for a long: a corrupt record
+        as_variant = StructType([StructField(field.name, VariantType(), True)])
+        json_type = F.schema_of_variant(
+            F.from_json(F.col("raw_value"), as_variant, options)[field.name]
         )
-        suspect = F.coalesce(F.col(field.name).rlike(_COERCED_TEXT), F.lit(False))
-        broken = broken | F.when(suspect, ~json_type.isin("STRING", "VOID")).otherwise(False)
+        if field.type == "string":
+            wrong = ~json_type.isin("STRING", "VOID")
+        else:
+            wrong = json_type == "STRING"
+        suspect = F.coalesce(suspect, F.lit(False))
+        broken = broken | F.when(suspect, F.coalesce(wrong, F.lit(False))).otherwise(False)
     return broken
 
 

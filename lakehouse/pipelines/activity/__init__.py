@@ -35,7 +35,7 @@ EVENT = Contract(
                 Field("user_id", "string"),
                 Field("session_id", "string"),
                 Field("event_type", "string"),
-                Field("page", "string"),
+                Field("page", "string", max_length=2048),  # a URL path; in a btree key
                 Field("event_timestamp", "long"),  # epoch milliseconds, UTC
             ),
         ),
