@@ -180,6 +180,8 @@ class PostgresService(Service):
             for (schema,) in schemas:
                 _run(conn, "GRANT USAGE ON SCHEMA {} TO {}", schema, reader)
                 _run(conn, "GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}", schema, reader)
+                if schema == "serving" or schema.startswith("serving_"):
+                    _revoke_from_public(conn, schema, s.postgres_user)
             for grant in ("SELECT ON TABLES", "USAGE ON SCHEMAS"):
                 template = "ALTER DEFAULT PRIVILEGES FOR ROLE {} GRANT " + grant + " TO {}"
                 _run(conn, template, s.postgres_user, reader)
@@ -192,6 +194,19 @@ class PostgresService(Service):
 
         upgrade_platform(self.settings)
         upgrade_layout(self.settings, Layout(self.settings))
+
+
+def _revoke_from_public(conn: psycopg.Connection, schema: str, owner: str) -> None:
+    """Serving data is the dashboard role's to read, not every role's: serving_0001 used to
+    grant a schema, its tables and their successors to PUBLIC; undone on every start."""
+    _run(conn, "REVOKE ALL ON SCHEMA {} FROM PUBLIC", schema)
+    _run(conn, "REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM PUBLIC", schema)
+    _run(
+        conn,
+        "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} REVOKE ALL ON TABLES FROM PUBLIC",
+        owner,
+        schema,
+    )
 
 
 def _run(conn: psycopg.Connection, template: str, *names: str) -> None:

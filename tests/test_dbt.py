@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 
 from lakehouse.analytics import DBT_PROJECT, run_dbt
+from lakehouse.layout import Layout
 from tests.conftest import isolated_layout
 from tests.market import query_id
 from tests.test_market_pipeline import START_MS, produce, run_once, send_sentinel, table
@@ -67,14 +71,97 @@ def test_dbt_build_passes_and_bars_match_the_silver_trades(platform, spark, lake
     assert minutes >= 3
 
 
-def test_dbt_docs_and_source_freshness(platform, lake):
+def artefact(name: str, since: datetime) -> dict:
+    """A dbt artefact of the project's target folder, written by a run that began after
+    `since` (not one left by an earlier run)."""
+    content = json.loads((DBT_TARGET / name).read_text())
+    generated = datetime.fromisoformat(content["metadata"]["generated_at"])
+    assert generated >= since, f"{name} is from {generated}, before this run"
+    return content
+
+
+def freshness(platform, lake_root: str) -> tuple[int, dict[str, dict]]:
+    """`dbt source freshness` of the lake sources: its exit code and sources.json's result
+    per source table."""
+    started = datetime.now(UTC)
+    select = ["source", "freshness", "--select", "source:lake"]
+    result = run_dbt(platform, select, lake_root=lake_root, capture=True)
+    results = artefact("sources.json", started)["results"]
+    return result.returncode, {r["unique_id"].split(".")[-1]: r for r in results}
+
+
+PERIOD_S = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def threshold_s(criterion: dict) -> int:
+    return criterion["count"] * PERIOD_S[criterion["period"]]
+
+
+def test_dbt_docs_and_source_freshness(platform, spark, lake, built):
+    assert built.returncode == 0
     root = lake.lake_root
+    started = datetime.now(UTC)
     docs = run_dbt(platform, ["docs", "generate"], lake_root=root, capture=True)
     assert docs.returncode == 0, docs.stdout[-3000:]
-    freshness = run_dbt(
-        platform, ["source", "freshness", "--select", "source:lake"], lake_root=root, capture=True
-    )
-    assert freshness.returncode == 0, freshness.stdout[-3000:]
+    manifest = artefact("manifest.json", started)
+    catalog = artefact("catalog.json", started)
+    assert manifest["metadata"]["invocation_id"] == catalog["metadata"]["invocation_id"]
+    assert not catalog.get("errors"), catalog["errors"]
+
+    # The market tag is given by folder (dbt_project.yml): every .sql file under a market/
+    # folder of models/ is one of its models, and nothing else is.
+    files = {path.stem for path in (DBT_PROJECT / "models").glob("**/market/*.sql")}
+    assert {"stg_trades", "fct_ohlcv_1m"} <= files
+    models = {
+        node["name"]: unique_id
+        for unique_id, node in manifest["nodes"].items()
+        if node["resource_type"] == "model" and "market" in node["tags"]
+    }
+    assert set(models) == files
+    for name, unique_id in models.items():
+        # The catalog read each model's relation in DuckDB: its columns, as built.
+        columns = {c.lower() for c in catalog["nodes"][unique_id]["columns"]}
+        assert columns, f"{name} has no columns in the catalog"
+        documented = set(manifest["nodes"][unique_id]["columns"])
+        assert documented <= columns, f"{name} documents columns it lacks: {documented - columns}"
+
+    # The freshness each lake source declares, as dbt parsed it.
+    sources = {
+        source["name"]: source
+        for source in manifest["sources"].values()
+        if source["source_name"] == "lake"
+    }
+    assert set(sources) == {"trades_enriched", "quarantine_market"}
+    code, fresh = freshness(platform, root)
+    assert code == 0
+    assert set(fresh) == set(sources)
+    for name, result in fresh.items():
+        # The pipeline wrote these minutes ago (loaded_at_field is its processing time).
+        assert result["status"] == "pass", (name, result)
+        assert result["max_loaded_at"] and result["max_loaded_at_time_ago_in_s"] < 3600
+        assert result["criteria"]["warn_after"] == sources[name]["freshness"]["warn_after"]
+
+    # A stale copy of the lake: a few rows of each source with its loaded_at_field moved
+    # back past the source's error_after (trades) or between warn_after and error_after
+    # (quarantine). The test lake's event times are old, but its load times are not.
+    stale = Layout(platform, lake_root=f"{root}_stale")
+    wanted = {"trades_enriched": "error", "quarantine_market": "warn"}
+    ages = {}
+    for name, status in wanted.items():
+        criteria = sources[name]["freshness"]
+        warn_s, error_s = (threshold_s(criteria[k]) for k in ("warn_after", "error_after"))
+        ages[name] = error_s + 3600 if status == "error" else (warn_s + error_s) // 2
+        column = sources[name]["loaded_at_field"]
+        rows = spark.read.format("delta").load(lake.table(name)).limit(5)
+        moved = F.expr(f"current_timestamp() - INTERVAL {ages[name]} SECONDS")
+        rows.withColumn(column, moved).write.format("delta").mode("overwrite").save(
+            stale.table(name)
+        )
+    code, results = freshness(platform, stale.lake_root)
+    assert code == 1  # dbt fails the run on a source past error_after
+    assert {name: r["status"] for name, r in results.items()} == wanted
+    for name, result in results.items():
+        assert abs(result["max_loaded_at_time_ago_in_s"] - ages[name]) < 900, result
 
 
 def test_dashboard_shows_the_chosen_tickers_bars(platform, built):

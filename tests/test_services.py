@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from minio import Minio
 from minio.error import S3Error
+from psycopg import sql
 from pymongo.errors import DuplicateKeyError
 
 from infra.s3 import s3_client
@@ -131,6 +132,45 @@ def test_postgres_reachable_and_dashboard_role_is_read_only(platform):
             reader.execute("CREATE TABLE dashboard_was_here (id int)")
     with psycopg.connect(platform.postgres_dsn(platform.airflow_db)) as airflow_db:
         assert airflow_db.execute("SELECT count(*) FROM alembic_version").fetchone()[0] == 1
+
+
+def test_dashboard_role_cannot_change_serving_tables_or_open_other_databases(platform):
+    with psycopg.connect(platform.postgres_dsn(), autocommit=True) as admin:
+        tables = admin.execute(
+            """SELECT c.relname, a.attname FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = 1
+               WHERE n.nspname = 'serving' AND c.relkind IN ('r', 'p')"""
+        ).fetchall()
+    assert {"trades_enriched", "trades_ohlcv_1m", "sync_progress"} <= {t for t, _ in tables}
+    with psycopg.connect(platform.postgres_dsn(dashboard=True), autocommit=True) as reader:
+        for name, column in tables:
+            table = sql.Identifier("serving", name)
+            reader.execute(sql.SQL("SELECT count(*) FROM {}").format(table))  # it may read
+            writes = [
+                sql.SQL("UPDATE {} SET {} = {}").format(table, *[sql.Identifier(column)] * 2),
+                sql.SQL("DELETE FROM {}").format(table),
+                sql.SQL("TRUNCATE {}").format(table),
+                sql.SQL("INSERT INTO {} DEFAULT VALUES").format(table),
+            ]
+            for statement in writes:
+                # Rolled back even if allowed: a broken grant must not empty the tables.
+                with (
+                    pytest.raises(psycopg.errors.InsufficientPrivilege),
+                    reader.transaction(force_rollback=True),
+                ):
+                    reader.execute(statement)
+        attributes = reader.execute(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls"
+            " FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert attributes == (False,) * 5
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(platform.postgres_user)))
+    # Airflow's metadata (connections, variables) and FerretDB's documents: not even CONNECT.
+    for database in (platform.airflow_db, platform.ferretdb_db):
+        with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+            psycopg.connect(platform.postgres_dsn(database, dashboard=True), connect_timeout=5)
 
 
 @pytest.fixture

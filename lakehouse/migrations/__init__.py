@@ -84,7 +84,8 @@ class MigrationError(RuntimeError):
 def validate_schema(schema: str) -> str:
     """The schema name, if it is a plain identifier; it is put into SQL text (DDL has no
     parameters), so nothing else may pass."""
-    if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
+    # fullmatch: `$` alone would also accept a name ending in a newline.
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
         raise ValueError(
             f"Invalid schema name {schema!r}: use 1 to 63 lowercase letters, digits or "
             "underscores, not starting with a digit."

@@ -1,9 +1,12 @@
-"""Market serving tables of one namespace's schema, readable by every role.
+"""Market serving tables of one namespace's schema, readable by the dashboard's role.
 
 The same tables the serving sync created with CREATE TABLE IF NOT EXISTS before migrations
 existed, so schemas made by that code are adopted as they are. Tables are unqualified: the
-environment sets search_path to the target schema. The default privileges make tables of
-later migrations readable by the dashboard's read-only role too.
+environment sets search_path to the target schema. Nothing is granted to PUBLIC: the
+platform user's default privileges (set by `lakehouse up`, or postgres-init.sh under
+compose) give the dashboard's read-only role USAGE on each new schema and SELECT on each
+new table, these and those of later migrations. `lakehouse up` revokes what this revision
+granted to PUBLIC before it stopped doing so (infra/postgres.py).
 
 Revision ID: serving_0001
 Revises:
@@ -23,8 +26,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    schema = target_schema()
-    op.execute(f"""
+    op.execute("""
 CREATE TABLE IF NOT EXISTS trades_enriched (
     trade_id text PRIMARY KEY,
     symbol text NOT NULL,
@@ -54,14 +56,12 @@ CREATE TABLE IF NOT EXISTS sync_progress (
     rows_synced bigint NOT NULL DEFAULT 0,
     synced_at timestamptz NOT NULL DEFAULT now()
 );
-GRANT USAGE ON SCHEMA "{schema}" TO PUBLIC;
-GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO PUBLIC;
-ALTER DEFAULT PRIVILEGES IN SCHEMA "{schema}" GRANT SELECT ON TABLES TO PUBLIC;
 """)
 
 
 def downgrade() -> None:
     schema = target_schema()
+    # No-ops unless the schema was made when this revision still granted to PUBLIC.
     op.execute(f"""
 ALTER DEFAULT PRIVILEGES IN SCHEMA "{schema}" REVOKE SELECT ON TABLES FROM PUBLIC;
 REVOKE USAGE ON SCHEMA "{schema}" FROM PUBLIC;
