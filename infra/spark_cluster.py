@@ -38,6 +38,9 @@ class _SparkDaemon(Service):
         env["SPARK_LOG_DIR"] = str(self.settings.logs_dir)
         env["SPARK_LOCAL_IP"] = self.settings.bind_host
         env["SPARK_WORKER_DIR"] = str(self.settings.data_dir / "spark-worker")
+        # The master's REST submission server (6066, not a setting) takes jobs from anyone
+        # who can reach it, without authentication; drivers submit over the RPC port.
+        env["SPARK_MASTER_OPTS"] = "-Dspark.master.rest.enabled=false"
         return env
 
 

@@ -205,6 +205,9 @@ def test_every_platform_socket_listens_on_loopback_only(platform, layout, tmp_pa
     assert ui_port in {item.port for item in driver_jvm}, "the driver's Spark UI was not found"
     offenders = [item for item in found if not is_loopback(item.address)]
     assert not offenders, "listening beyond loopback:\n" + "\n".join(map(str, offenders))
+    # The master's REST server would take jobs from any local user, without authentication.
+    rest = [item for item in by_owner.get("spark-master", []) if item.port == 6066]
+    assert not rest, f"the Spark master's REST submission server is on: {rest}"
 
 
 def test_loopback_means_loopback() -> None:
