@@ -83,6 +83,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # One driver writes each Delta table (docs/architecture.md); this log store
         # serialises commits inside that driver.
         "spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore",
+        # VACUUM records VACUUM START/END commits with the files it deleted (maintenance
+        # reports them). Delta leaves it off on S3 for concurrent writers; here one driver
+        # writes each table, and VACUUM runs in it under the writer's lock.
+        "spark.databricks.delta.vacuum.logging.enabled": "true",
     }
 
 

@@ -1,8 +1,9 @@
 """Airflow supervises the market pipeline: real DAG runs (`airflow dags test`), a real driver
 submitted through the apache-spark provider, real Kafka, S3 and Postgres.
 
-The supervised driver is killed (SIGKILL) and later frozen (SIGSTOP, a hung driver); each
-time one supervisor cycle brings it back, and the lake's counts stay exact.
+The supervised driver is killed (SIGKILL) in the middle of a bronze micro-batch and later
+frozen (SIGSTOP, a hung driver); each time one supervisor cycle brings it back, the restart
+reruns the interrupted batch from its checkpoint, and the lake's counts stay exact.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import os
 import signal
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -37,6 +39,14 @@ def driver_pid(settings, job_key: str) -> int:
         ).fetchone()[0]
 
 
+def batch_in_flight(layout) -> bool:
+    """Bronze has planned a batch (its offsets are logged) that it has not committed."""
+    checkpoint = Path(layout.checkpoint("market_bronze"))
+    planned = {p.name for p in (checkpoint / "offsets").glob("[0-9]*")}
+    committed = {p.name for p in (checkpoint / "commits").glob("[0-9]*")}
+    return bool(planned - committed)
+
+
 def test_supervisor_restarts_killed_and_hung_drivers_without_loss(spark, platform, layout):
     namespace = layout.namespace
     job_key = JOB.key(namespace)
@@ -52,11 +62,17 @@ def test_supervisor_restarts_killed_and_hung_drivers_without_loss(spark, platfor
         lambda: rows(spark, layout, "bronze_trades") == first["trades"], 600, "bronze to catch up"
     )
 
-    # 1. A dead driver: started again by the next cycle.
+    # 1. A driver killed mid-batch (bronze planned a batch and has not committed it): the
+    # next cycle starts it again, and the restart reruns that batch from its checkpoint.
     killed = driver_pid(platform, job_key)
-    os.kill(killed, signal.SIGKILL)
-    wait_for(lambda: not running(platform, job_key), 60, "the killed driver's lock to go")
     second = produce(layout, count=3000, seed=12, start_ms=START_MS + 3_600_000)
+    deadline = time.monotonic() + 300  # polled finely: a batch lasts a few seconds
+    while not batch_in_flight(layout):
+        assert time.monotonic() < deadline, "bronze planned no batch of the new records"
+        time.sleep(0.1)
+    os.kill(killed, signal.SIGKILL)
+    assert batch_in_flight(layout), "the batch committed before the kill landed"
+    wait_for(lambda: not running(platform, job_key), 60, "the killed driver's lock to go")
     cycle()
     assert running(platform, job_key), "one cycle after the kill the driver is not running"
     assert driver_pid(platform, job_key) != killed
