@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 FieldType = Literal["string", "long", "double"]
 MIN_EVENT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
@@ -102,6 +102,12 @@ class Rule:
 
     field: str
     reason: str
+    # For rules whose reason may be left empty: the reason it then takes, from the field.
+    default_reason: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        if not self.reason and self.default_reason:
+            object.__setattr__(self, "reason", self.default_reason.format(field=self.field))
 
     @property
     def sql(self) -> str:
@@ -114,9 +120,7 @@ class Rule:
 @dataclass(frozen=True)
 class Required(Rule):
     reason: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "reason", self.reason or f"missing_{self.field}")
+    default_reason: ClassVar[str] = "missing_{field}"
 
     @property
     def sql(self) -> str:
@@ -133,9 +137,7 @@ class Finite(Rule):
     NaN compares false with every bound, so no range rule would catch it."""
 
     reason: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "reason", self.reason or f"non_finite_{self.field}")
+    default_reason: ClassVar[str] = "non_finite_{field}"
 
     @property
     def sql(self) -> str:
@@ -157,9 +159,7 @@ class MaxLength(Rule):
 
     reason: str = ""
     limit: int = DEFAULT_MAX_LENGTH
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "reason", self.reason or f"{self.field}_too_long")
+    default_reason: ClassVar[str] = "{field}_too_long"
 
     @property
     def sql(self) -> str:

@@ -23,6 +23,17 @@ TEST_HOME = PROJECT_ROOT / ".lakehouse-test"
 TEST_PORT_SHIFT = int(os.environ.get("LAKEHOUSE_TEST_PORT_SHIFT", "100"))
 LAKEHOUSE_CLI = str(Path(sys.executable).parent / "lakehouse")
 TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# Every service the test platform runs (`lakehouse up --no-demo --spark-cluster`).
+PLATFORM_SERVICES = (
+    "postgres",
+    "s3",
+    "kafka",
+    "mongo",
+    "spark-master",
+    "spark-worker",
+    "airflow",
+    "dashboard",
+)
 
 
 def shifted_port_env(shift: int) -> dict[str, str]:

@@ -7,7 +7,7 @@ import pytest
 
 from control import platform as lakehouse_platform
 from lakehouse.process import port_bindable
-from tests.conftest import run_cli
+from tests.conftest import PLATFORM_SERVICES, run_cli
 
 pytestmark = [pytest.mark.services, pytest.mark.lifecycle]
 
@@ -15,16 +15,7 @@ pytestmark = [pytest.mark.services, pytest.mark.lifecycle]
 def test_up_status_down(platform):
     status = json.loads(run_cli("status", "--json").stdout)
     rows = {row["service"]: row for row in status["services"]}
-    expected = [
-        "postgres",
-        "s3",
-        "kafka",
-        "mongo",
-        "spark-master",
-        "spark-worker",
-        "airflow",
-        "dashboard",
-    ]
+    expected = PLATFORM_SERVICES
     for name in expected:
         assert rows[name]["healthy"], f"{name} is not healthy: {rows[name]}"
         assert rows[name]["rss_mb"] > 0

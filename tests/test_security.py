@@ -33,22 +33,10 @@ from lakehouse import drivers, supervision
 from lakehouse.layout import InvalidNamespace, Layout, check_namespace
 from lakehouse.migrations import upgrade_serving, validate_schema
 from lakehouse.settings import PROJECT_ROOT, Settings
-from tests.conftest import LAKEHOUSE_CLI, TEST_ENV
+from tests.conftest import LAKEHOUSE_CLI, PLATFORM_SERVICES, TEST_ENV
 from tests.market import pipeline_command
 
 services = pytest.mark.services
-
-# Every service `lakehouse up --spark-cluster --no-demo` starts; each must listen somewhere.
-PLATFORM_SERVICES = (
-    "postgres",
-    "s3",
-    "kafka",
-    "mongo",
-    "spark-master",
-    "spark-worker",
-    "airflow",
-    "dashboard",
-)
 
 
 # ---- every socket on loopback ------------------------------------------------------------
