@@ -5,8 +5,10 @@ Single-writer rule (docs/architecture.md): the work runs inside the streaming dr
 owns each table, between its micro-batch commits, never beside it. This DAG files the
 requests in Postgres and waits for the driver's answers (lakehouse/maintenance.py).
 OPTIMIZE only touches date partitions closed for writes and skips those already compacted;
-VACUUM keeps `retention_hours` (7 days by default) with Delta's retention check on. Each
-task updates the maintained-lake asset of the pipelines its job hosts.
+VACUUM keeps `retention_hours` (7 days by default); a retention below a table's own needs
+`allow_short_retention`, and no VACUUM deletes files a streaming reader of the table has not
+read yet: it waits up to `reader_wait_s` for them, then fails naming the reader. Each task
+updates the maintained-lake asset of the pipelines its job hosts.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ REGISTRY = dag_registry()
         "namespace": namespace_param(),
         "jobs": filter_param("jobs"),
         "retention_hours": Param(168, type="number", minimum=0),
+        "allow_short_retention": Param(
+            False, type="boolean", description="let retention_hours go below a table's own"
+        ),
+        "reader_wait_s": Param(300, type="number", minimum=0),
         "closed_after_hours": Param(1, type="number", minimum=0),
         "timeout_s": Param(3600, type="number", minimum=1),
         "tables": Param([], type="array", description="only these tables ([] = all)"),
@@ -66,6 +72,8 @@ def lake_maintenance():
                 closed_after_hours=float(params["closed_after_hours"]),
                 timeout_s=float(params["timeout_s"]),
                 tables=list(params["tables"]),
+                allow_short_retention=bool(params["allow_short_retention"]),
+                reader_wait_s=float(params["reader_wait_s"]),
             )
 
         maintain()

@@ -122,9 +122,13 @@ def maintain_job(
     closed_after_hours: float,
     timeout_s: float,
     tables: list[str] | None = None,
+    allow_short_retention: bool = False,
+    reader_wait_s: float = 300.0,
 ) -> list[dict]:
     """OPTIMIZE (date-partitioned tables) then VACUUM the job's tables (all, or those of
-    `tables` it writes); wait for the driver's answers."""
+    `tables` it writes); wait for the driver's answers. A VACUUM waits up to `reader_wait_s`
+    for the streaming readers of its table to read past the files it deletes, and a
+    retention below the table's own needs `allow_short_retention` (spark/maintenance.py)."""
     job_key = job.key(check_namespace(namespace))
     chosen = [t for t in job.tables() if not tables or t.name in tables]
     if not chosen:
@@ -136,7 +140,16 @@ def maintain_job(
         if t.partitions
     ]
     ids += [
-        submit(settings, job_key, t.name, "vacuum", retention_hours=retention_hours) for t in chosen
+        submit(
+            settings,
+            job_key,
+            t.name,
+            "vacuum",
+            retention_hours=retention_hours,
+            allow_short_retention=allow_short_retention,
+            reader_wait_s=reader_wait_s,
+        )
+        for t in chosen
     ]
     results = wait(settings, ids, timeout_s)
     for result in results:

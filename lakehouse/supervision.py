@@ -82,6 +82,8 @@ class DriverState:
     oldest_heartbeat: datetime | None  # the least recent of the job's queries
     restarts: int
     last_start_at: datetime | None
+    # The job's queries committed batches after the driver's last start.
+    committed_since_start: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,11 @@ def decide(state: DriverState, now: datetime, policy: Policy) -> Decision:
                 Action.GIVE_UP, f"stalled {silent_s:.0f} s after {state.restarts} restarts"
             )
         return Decision(Action.RESTART_STALLED, f"no progress or idle event for {silent_s:.0f} s")
+    if state.committed_since_start:
+        # It had recovered: this crash is a new one, not another failed start.
+        return Decision(
+            Action.START, "died after committing batches: restarting without backoff", True
+        )
     if state.restarts >= policy.max_restarts:
         return Decision(
             Action.GIVE_UP,
@@ -131,9 +138,9 @@ def read_state(conn: psycopg.Connection, job: StreamJob, job_key: str) -> Driver
     conn.execute(
         "INSERT INTO stream_drivers (job_key) VALUES (%s) ON CONFLICT DO NOTHING", (job_key,)
     )
-    desired, started_at, restarts, last_start_at = conn.execute(
-        "SELECT desired, started_at, restarts, last_start_at FROM stream_drivers"
-        " WHERE job_key = %s",
+    desired, started_at, restarts, last_start_at, batches_at_start = conn.execute(
+        "SELECT desired, started_at, restarts, last_start_at, batches_at_start"
+        " FROM stream_drivers WHERE job_key = %s",
         (job_key,),
     ).fetchone()
     beats = dict(
@@ -155,7 +162,20 @@ def read_state(conn: psycopg.Connection, job: StreamJob, job_key: str) -> Driver
         oldest_heartbeat=oldest,
         restarts=restarts,
         last_start_at=last_start_at,
+        committed_since_start=(
+            batches_at_start is not None and committed_batches(conn, job_key) > batches_at_start
+        ),
     )
+
+
+def committed_batches(conn: psycopg.Connection, job_key: str) -> int:
+    """Batches the job's queries have committed, by their heartbeats (batch ids count up
+    from 0 per checkpoint)."""
+    (count,) = conn.execute(
+        "SELECT coalesce(sum(last_batch_id + 1), 0) FROM stream_heartbeat WHERE job_key = %s",
+        (job_key,),
+    ).fetchone()
+    return int(count)
 
 
 def offsets_lost_since(
@@ -189,8 +209,8 @@ def launch(settings: Settings, job: StreamJob, namespace: str, timeout_s: float 
     with connect(settings) as conn:
         conn.execute(
             """UPDATE stream_drivers SET restarts = restarts + 1, last_start_at = now(),
-               updated_at = now() WHERE job_key = %s""",
-            (job_key,),
+               batches_at_start = %s, updated_at = now() WHERE job_key = %s""",
+            (committed_batches(conn, job_key), job_key),
         )
         with path.open("ab") as out:
             out.write(f"\n==== {datetime.now(UTC).isoformat()} starting {job_key}\n".encode())

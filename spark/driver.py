@@ -150,7 +150,11 @@ def run(
         factory.prepare(ctx)
     # OPTIMIZE/VACUUM of this driver's tables run here, under the writers' locks.
     maintenance = MaintenanceWorker(
-        spark, settings, job_key, {t.name: (t, layout.table(t)) for t in job.tables()}
+        spark,
+        settings,
+        job_key,
+        {t.name: (t, layout.table(t)) for t in job.tables()},
+        layout.checkpoint_root,
     )
     starters = [starter for factory in factories for starter in factory.starters(ctx)]
     started = []

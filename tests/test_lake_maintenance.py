@@ -1,21 +1,25 @@
 """Lake maintenance while the trades stream writes.
 
 A real DAG run (`airflow dags test`) of `lake_maintenance` against a streaming driver on
-real Kafka, S3 and Postgres. Maintenance runs inside the driver, under its writers' locks;
-afterwards the Delta log has no gap, OPTIMIZE compacted the closed partitions, and every
-count is exact. (The Postgres sync is tested in test_serving_sync_and_replay.py.)
+real Kafka, S3 and Postgres. Maintenance runs inside the driver, under its writers' locks:
+OPTIMIZE, then a VACUUM with 0 h of retention that deletes the files OPTIMIZE replaced,
+while producers keep sending, bronze keeps committing and silver keeps reading it.
+Afterwards the Delta log has no gap and every count is exact. (The
+Postgres sync is tested in test_serving_sync_and_replay.py; the VACUUM's reader check in
+test_spark_maintenance.py.)
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from datetime import date
+import threading
 
 import pandas as pd
 import psycopg
 import pytest
 from delta.tables import DeltaTable
+from pyspark.sql import functions as F
 
 from tests.conftest import airflow_dags_test
 from tests.market import (
@@ -31,17 +35,39 @@ from tests.market import (
 
 pytestmark = [pytest.mark.services, pytest.mark.spark, pytest.mark.slow]
 
-TODAY = date.today()
-
 
 def delta_history(spark, path: str) -> pd.DataFrame:
-    return DeltaTable.forPath(spark, path).history().select("version", "operation").toPandas()
+    return (
+        DeltaTable.forPath(spark, path)
+        .history()
+        .select("version", "operation", F.col("timestamp").cast("double").alias("at"))
+        .toPandas()
+    )
+
+
+def produce_until(layout, stop: threading.Event, sent: list[int]) -> None:
+    """A run of 200 trades every few seconds until `stop` is set: a trickle that keeps bronze
+    committing without a backlog. Each run starts a second after the last in event time (it
+    spans about 0.2 s): however batches cut the backlog across partitions, no trade falls
+    more than the watermark's 5 s behind another."""
+    chunk = 0
+    while not stop.is_set():
+        start_ms = START_MS + 60_000 + chunk * 1000  # after the first run's 8 s
+        sent.append(produce(layout, count=200, seed=100 + chunk, start_ms=start_ms)["trades"])
+        chunk += 1
+        stop.wait(8)
+
+
+def last_version(spark, layout, table: str, operation: str) -> int:
+    history = delta_history(spark, layout.table(table))
+    return int(history[history["operation"] == operation]["version"].max())
 
 
 def maintenance_results(settings, job_key: str) -> list[tuple]:
     with psycopg.connect(settings.postgres_dsn()) as conn:
         return conn.execute(
-            "SELECT table_name, action, status, result FROM maintenance_requests"
+            "SELECT table_name, action, status, result, started_at, finished_at"
+            " FROM maintenance_requests"
             " WHERE job_key = %s ORDER BY id",
             (job_key,),
         ).fetchall()
@@ -56,12 +82,29 @@ def test_maintenance_runs_in_the_driver_while_the_stream_writes(spark, platform,
     driver = start_pipeline(layout, "--interval", "0", "--max-offsets", "1500")
     tables = ["bronze_trades", "trades_enriched"]  # the other three only add minutes here
     try:
-        wait_for(lambda: rows(spark, layout, "bronze_trades") > 1000, 600, "the first batches")
         total = sent["trades"]
-        # The stream is still working through its backlog while this runs.
-        conf = {"namespace": namespace, "jobs": ["market_pipeline"], "tables": tables}
-        airflow_dags_test(platform, "lake_maintenance", conf)
+        # All read first, so the trickle's later event times cannot overtake it.
+        wait_for(lambda: rows(spark, layout, "bronze_trades") == total, 600, "bronze")
+        # OPTIMIZE, then a VACUUM with 0 h of retention that deletes the files OPTIMIZE
+        # replaced, while trades keep arriving and bronze keeps committing. The VACUUM waits
+        # (holding bronze's writer lock) until silver has read past the OPTIMIZE.
+        stop, more = threading.Event(), []
+        producer = threading.Thread(target=produce_until, args=(layout, stop, more))
+        producer.start()
+        try:
+            conf = {
+                "namespace": namespace,
+                "jobs": ["market_pipeline"],
+                "tables": tables,
+                "retention_hours": 0,
+                "allow_short_retention": True,
+            }
+            airflow_dags_test(platform, "lake_maintenance", conf)
+        finally:
+            stop.set()
+            producer.join(300)
         assert driver.poll() is None, "the stream died during maintenance"
+        total += sum(more)
         send_sentinel(platform, layout, START_MS + 24 * 3600 * 1000)
         wait_for(lambda: rows(spark, layout, "trades_enriched") >= total, 600, "silver")
     finally:
@@ -69,12 +112,26 @@ def test_maintenance_runs_in_the_driver_while_the_stream_writes(spark, platform,
         driver.wait(120)
 
     results = maintenance_results(platform, f"market_pipeline@{namespace}")
-    assert {(t, a) for t, a, _, _ in results} == {
+    assert {(t, a) for t, a, *_ in results} == {
         (t, a) for t in tables for a in ("optimize", "vacuum")
     }
-    assert all(status == "done" for _, _, status, _ in results), results
-    bronze_optimize = next(r for t, a, _, r in results if (t, a) == ("bronze_trades", "optimize"))
+    assert all(status == "done" for _, _, status, *_ in results), results
+    result = {(t, a): r for t, a, _, r, *_ in results}
+    bronze_optimize = result["bronze_trades", "optimize"]
     assert bronze_optimize["files_removed"] > bronze_optimize["files_added"] >= 1
+    vacuum = result["bronze_trades", "vacuum"]
+    assert vacuum["files_deleted"] >= bronze_optimize["files_removed"], vacuum
+    optimized = last_version(spark, layout, "bronze_trades", "OPTIMIZE")
+    assert vacuum["readers"]["trades_enrichment"] >= optimized, vacuum
+    # The stream committed to bronze while the maintenance ran (between its operations, as
+    # the writer lock orders them), and after the VACUUM.
+    began = min(started for *_, started, _ in results).timestamp()
+    ended = max(finished for *_, finished in results).timestamp()
+    history = delta_history(spark, layout.table("bronze_trades"))
+    writes = history[history["operation"] == "WRITE"]
+    vacuum_end = history[history["operation"] == "VACUUM END"]["version"].max()
+    assert writes["at"].between(began, ended).any(), (began, ended, history)
+    assert (writes["version"] > vacuum_end).any(), history
 
     # No commit was lost or overwritten: the log has no gap, and every count is exact.
     for name in tables:

@@ -35,7 +35,7 @@ SERVING_TABLES = {
     "sink_batches",
 }
 SERVING_REVISIONS = ["serving_0001", "serving_0002"]  # applied in order
-PLATFORM_REVISIONS = ["platform_0001", "platform_0002", "platform_0003"]
+PLATFORM_REVISIONS = ["platform_0001", "platform_0002", "platform_0003", "platform_0004"]
 PLATFORM_TABLES = {"maintenance_requests", "stream_drivers", "stream_heartbeat", "stream_progress"}
 
 # How the modules created their tables before migrations: stream_progress from before the

@@ -32,11 +32,15 @@ def running(settings, job_key: str) -> bool:
         return drivers.lock_holder(conn, job_key) is not None
 
 
-def driver_pid(settings, job_key: str) -> int:
+def driver_record(settings, job_key: str, column: str) -> int:
     with psycopg.connect(settings.postgres_dsn()) as conn:
         return conn.execute(
-            "SELECT pid FROM stream_drivers WHERE job_key = %s", (job_key,)
+            f"SELECT {column} FROM stream_drivers WHERE job_key = %s", (job_key,)
         ).fetchone()[0]
+
+
+def driver_pid(settings, job_key: str) -> int:
+    return driver_record(settings, job_key, "pid")
 
 
 def batch_in_flight(layout) -> bool:
@@ -76,6 +80,9 @@ def test_supervisor_restarts_killed_and_hung_drivers_without_loss(spark, platfor
     cycle()
     assert running(platform, job_key), "one cycle after the kill the driver is not running"
     assert driver_pid(platform, job_key) != killed
+    # It had committed batches since its start: a recovery, not a failed start. The restart
+    # count starts over instead of growing the backoff (2 before this rule).
+    assert driver_record(platform, job_key, "restarts") == 1
     total = first["trades"] + second["trades"]
     wait_for(lambda: rows(spark, layout, "bronze_trades") == total, 600, "bronze after restart")
 

@@ -69,3 +69,15 @@ def test_a_long_healthy_run_forgets_earlier_restarts():
 
 def test_backoff_doubles_and_is_capped():
     assert [POLICY.backoff_s(n) for n in range(5)] == [0, 30, 60, 100, 100]
+
+
+def test_a_driver_that_committed_batches_before_it_died_restarts_without_backoff():
+    # Crashed seconds after its third start, but it had committed batches since that start:
+    # it had recovered, so its earlier crashes stop counting.
+    recovered = state(alive=False, restarts=3, last_start_at=ago(5), committed_since_start=True)
+    decision = decide(recovered, NOW, POLICY)
+    assert decision.action is Action.START and decision.reset_restarts
+    # One that died before its first batch keeps backing off, then gives up.
+    failing = state(alive=False, restarts=2, last_start_at=ago(5))
+    assert decide(failing, NOW, POLICY).action is Action.WAIT_BACKOFF
+    assert decide(state(alive=False, restarts=3), NOW, POLICY).action is Action.GIVE_UP
