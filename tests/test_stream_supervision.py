@@ -20,7 +20,16 @@ import pytest
 from lakehouse import drivers
 from lakehouse.registry import load_registry
 from tests.conftest import airflow_dags_test
-from tests.market import START_MS, check_silver, produce, rows, send_sentinel, table, wait_for
+from tests.market import (
+    START_MS,
+    check_silver,
+    produce,
+    recorded_progress,
+    rows,
+    send_sentinel,
+    table,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.spark, pytest.mark.slow]
 
@@ -65,6 +74,9 @@ def test_supervisor_restarts_killed_and_hung_drivers_without_loss(spark, platfor
     wait_for(
         lambda: rows(spark, layout, "bronze_trades") == first["trades"], 600, "bronze to catch up"
     )
+
+    # Bronze's rows are in Delta before its batch ends: wait for the batch's progress too.
+    wait_for(lambda: recorded_progress(platform, layout, "market_bronze")[0] >= 1, 120, "a batch")
 
     # 1. A driver killed mid-batch (bronze planned a batch and has not committed it): the
     # next cycle starts it again, and the restart reruns that batch from its checkpoint.
