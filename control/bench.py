@@ -294,6 +294,33 @@ def csv_command(
     _csv(rows, repeat, files, as_json)
 
 
+@bench_app.command("idle")
+def idle_command(
+    seconds: float = typer.Option(300, min=10, help="how long to measure"),
+    interval_s: float = typer.Option(5, min=1, help="seconds between samples"),
+    warmup_s: float = typer.Option(60, min=0, help="wait this long before measuring"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """CPU cores and RSS of the running platform with its demo feeds (services, stream
+    drivers, Airflow), mean over `seconds`. Needs `make up`."""
+    from control import idle
+    from infra.health import check_services
+
+    settings = load_settings()
+    down = [service for service, ok in check_services(settings).items() if not ok]
+    if down:
+        _log(
+            f"the idle bench measures the running platform ({', '.join(down)} down): run `make up`."
+        )
+        raise typer.Exit(2)
+    if warmup_s:
+        _log(f"idle bench: {warmup_s:.0f} s of warm-up first")
+        time.sleep(warmup_s)
+    result = idle.measure(lambda: idle.platform_processes(settings), seconds, interval_s, _log)
+    result["goal"] = {"cpu_cores": 0.5, "rss_gib": 6.0}
+    _emit(result, "idle", as_json)
+
+
 @bench_app.command("all")
 def all_command(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every benchmark with its default sizes."""

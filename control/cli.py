@@ -120,15 +120,18 @@ def down() -> None:
 
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
-    """Per service: pid, ports, healthy, URL, RSS memory."""
+    """Per service: pid, ports, healthy, URL, RSS memory and CPU (cores, over 1 s)."""
     settings = load_settings()
     rows = platform.status(platform.all_services(settings))
     if as_json:
-        total = sum(row["rss_mb"] for row in rows)
-        folders = _input_folders(settings)
         print(
             json.dumps(
-                {"services": rows, "total_rss_mb": round(total, 1), "input_folders": folders},
+                {
+                    "services": rows,
+                    "total_rss_mb": round(sum(row["rss_mb"] for row in rows), 1),
+                    "total_cpu_cores": round(sum(row["cpu_cores"] for row in rows), 2),
+                    "input_folders": _input_folders(settings),
+                },
                 indent=2,
             )
         )
@@ -155,7 +158,7 @@ def _print_input_folders(settings, *, create: bool = False) -> None:
 
 
 def _print_status(rows: list[dict]) -> None:
-    table = Table("service", "pid", "healthy", "ports", "url", "RSS MB")
+    table = Table("service", "pid", "healthy", "ports", "url", "RSS MB", "CPU cores")
     for row in rows:
         healthy = (
             "[green]yes[/green]"
@@ -169,9 +172,13 @@ def _print_status(rows: list[dict]) -> None:
             ",".join(map(str, row["ports"])) or "-",
             row["url"],
             f"{row['rss_mb']:.0f}",
+            f"{row['cpu_cores']:.2f}",
         )
     console.print(table)
-    console.print(f"total RSS: {sum(r['rss_mb'] for r in rows) / 1024:.2f} GiB")
+    console.print(
+        f"total RSS: {sum(r['rss_mb'] for r in rows) / 1024:.2f} GiB, "
+        f"CPU: {sum(r['cpu_cores'] for r in rows):.2f} cores (mean over the last second)"
+    )
 
 
 @app.command()

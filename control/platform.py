@@ -20,7 +20,7 @@ from infra.mongo import MongoService
 from infra.postgres import PostgresService
 from infra.s3 import S3Service
 from infra.spark_cluster import SparkMasterService, SparkWorkerService
-from lakehouse.process import port_bindable
+from lakehouse.process import cores_used, port_bindable
 from lakehouse.settings import Settings
 
 Log = Callable[[str], None]
@@ -148,7 +148,13 @@ def down(services_in_order: list[Service], log: Log = print) -> list[str]:
     return stopped
 
 
-def status(services_in_order: list[Service]) -> list[dict]:
+def status(services_in_order: list[Service], cpu_window_s: float = 1.0) -> list[dict]:
+    """One row per service; `cpu_cores` is the mean its process tree used over a window of
+    `cpu_window_s` (all services sampled in the same window)."""
+    before = {s.name: s.process.cpu_seconds_by_pid() for s in services_in_order}
+    started = time.monotonic()
+    time.sleep(cpu_window_s)
+    elapsed = time.monotonic() - started
     rows = []
     for service in services_in_order:
         pid = service.process.pid
@@ -161,6 +167,10 @@ def status(services_in_order: list[Service]) -> list[dict]:
                 "ports": list(service.ports().values()),
                 "url": service.url(),
                 "rss_mb": round(service.process.rss_bytes() / 2**20, 1),
+                "cpu_cores": round(
+                    cores_used(before[service.name], service.process.cpu_seconds_by_pid(), elapsed),
+                    2,
+                ),
                 "log": str(service.process.log_file),
                 "details": dict(service.extra_status()),
             }

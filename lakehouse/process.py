@@ -120,11 +120,31 @@ class ManagedProcess:
                 total += member.memory_info().rss
         return total
 
+    def cpu_seconds_by_pid(self) -> dict[int, float]:
+        """User + system CPU seconds of each process of the tree so far."""
+        proc = self.process()
+        if proc is None:
+            return {}
+        seconds = {}
+        for member in [proc, *_children(proc)]:
+            with contextlib.suppress(psutil.Error):
+                times = member.cpu_times()
+                seconds[member.pid] = times.user + times.system
+        return seconds
+
     def tail(self, lines: int = 20) -> str:
         if not self.log_file.exists():
             return "(no log yet)"
         with self.log_file.open(errors="replace") as handle:
             return "".join(deque(handle, maxlen=lines))
+
+
+def cores_used(before: dict[int, float], after: dict[int, float], seconds: float) -> float:
+    """The mean number of cores a process tree used between two `cpu_seconds_by_pid`
+    samples `seconds` apart. A process that appeared in between counts whole (all its CPU
+    time falls inside the window); one that ended in between is missed."""
+    used = sum(max(cpu - before.get(pid, 0.0), 0.0) for pid, cpu in after.items())
+    return used / seconds if seconds > 0 else 0.0
 
 
 def _children(proc: psutil.Process) -> list[psutil.Process]:

@@ -22,6 +22,9 @@ def test_up_status_down(platform):
     assert not rows["demo-feed"]["running"]  # started with --no-demo
     pids = {name: rows[name]["pid"] for name in expected}
     assert status["total_rss_mb"] < 6 * 1024, "idle platform above 6 GiB"
+    assert status["total_cpu_cores"] == pytest.approx(
+        sum(row["cpu_cores"] for row in status["services"]), abs=0.05
+    )
 
     again = run_cli("up", "--no-demo", "--spark-cluster")
     assert again.returncode == 0, again.stdout + again.stderr

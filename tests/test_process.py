@@ -5,7 +5,7 @@ import time
 
 import psutil
 
-from lakehouse.process import ManagedProcess
+from lakehouse.process import ManagedProcess, cores_used
 
 # A parent with a child; the child ignores SIGTERM, so only SIGKILL ends it.
 STUBBORN_TREE = """
@@ -49,3 +49,27 @@ def test_log_tail_returns_the_last_lines(tmp_path):
     while time.monotonic() < deadline and "line 49" not in managed.tail(3):
         time.sleep(0.1)
     assert managed.tail(3).splitlines() == ["line 47", "line 48", "line 49"]
+
+
+def test_cores_used_counts_the_cpu_time_spent_inside_the_window():
+    before = {1: 10.0, 2: 5.0}
+    after = {1: 11.5, 3: 0.5}  # 2 ended in between; 3 started in between
+    assert cores_used(before, after, 2.0) == (1.5 + 0.5) / 2
+    assert cores_used({}, {}, 1.0) == 0.0
+
+
+def test_a_busy_tree_is_measured_busier_than_a_sleeping_one(tmp_path):
+    busy = ManagedProcess("busy", tmp_path / "run", tmp_path / "logs")
+    idle = ManagedProcess("idle", tmp_path / "run", tmp_path / "logs")
+    busy.start([sys.executable, "-c", "while True: pass"])
+    idle.start([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        time.sleep(0.5)  # both interpreters started
+        samples = busy.cpu_seconds_by_pid(), idle.cpu_seconds_by_pid()
+        time.sleep(1.0)
+        busy_cores = cores_used(samples[0], busy.cpu_seconds_by_pid(), 1.0)
+        idle_cores = cores_used(samples[1], idle.cpu_seconds_by_pid(), 1.0)
+    finally:
+        busy.stop(timeout_s=5)
+        idle.stop(timeout_s=5)
+    assert idle_cores < 0.05 < busy_cores
