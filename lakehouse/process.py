@@ -39,9 +39,15 @@ class ManagedProcess:
     def process(self) -> psutil.Process | None:
         """The live process recorded in the pid file, or None."""
         try:
-            pid_text, created_text = self.pid_file.read_text().split()
+            pid_text, *started = self.pid_file.read_text().split()
             proc = psutil.Process(int(pid_text))
-            if abs(proc.create_time() - float(created_text)) > 1.0:
+            # Seconds after boot, when recorded: the wall-clock start time moves when the
+            # clock is stepped (NTP, a resumed laptop), and a process would stop being ours.
+            if len(started) == 2:
+                recorded, now = float(started[1]), _since_boot(proc.create_time())
+            else:
+                (recorded,), now = map(float, started), proc.create_time()
+            if abs(now - recorded) > 1.0:
                 return None
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
@@ -84,7 +90,7 @@ class ManagedProcess:
                 **identity,
             )
         created = psutil.Process(proc.pid).create_time()
-        self.pid_file.write_text(f"{proc.pid} {created}\n")
+        self.pid_file.write_text(f"{proc.pid} {created} {_since_boot(created)}\n")
         return proc.pid
 
     def exited_early(self) -> bool:
@@ -137,6 +143,12 @@ class ManagedProcess:
             return "(no log yet)"
         with self.log_file.open(errors="replace") as handle:
             return "".join(deque(handle, maxlen=lines))
+
+
+def _since_boot(created: float) -> float:
+    """A process's start in seconds after boot. psutil derives both from the same boot time,
+    so a clock step shifts both and leaves the difference alone."""
+    return round(created - psutil.boot_time(), 2)
 
 
 def cores_used(before: dict[int, float], after: dict[int, float], seconds: float) -> float:

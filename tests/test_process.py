@@ -42,6 +42,24 @@ def test_a_recycled_pid_is_not_taken_for_ours(tmp_path):
     assert managed.exited_early()
 
 
+def test_a_stepped_clock_does_not_disown_a_running_process(tmp_path):
+    managed = ManagedProcess("sleeper", tmp_path / "run", tmp_path / "logs")
+    pid = managed.start([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        _, created, since_boot = managed.pid_file.read_text().split()
+        # As the file reads after the wall clock was stepped 35 s (measured here during a
+        # test run): the recorded wall-clock start is off, the start after boot is not.
+        managed.pid_file.write_text(f"{pid} {float(created) - 35} {since_boot}\n")
+        assert managed.pid == pid
+        # A recycled pid started at another moment after boot is still not ours.
+        managed.pid_file.write_text(f"{pid} {created} {float(since_boot) - 35}\n")
+        assert managed.process() is None
+    finally:
+        managed.pid_file.write_text(f"{pid} {created} {since_boot}\n")
+        managed.stop(timeout_s=5)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
 def test_log_tail_returns_the_last_lines(tmp_path):
     managed = ManagedProcess("echo", tmp_path / "run", tmp_path / "logs")
     managed.start([sys.executable, "-c", "for i in range(50): print('line', i)"])
