@@ -14,13 +14,6 @@ import psutil
 from lakehouse.settings import Settings
 
 
-def _tree(proc: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return [proc]
-
-
 def platform_processes(settings: Settings) -> dict[str, list[psutil.Process]]:
     """Group name -> its live processes: each running stream driver's process group, then
     each service's process tree. A process is counted in the first group that has it."""
@@ -46,9 +39,9 @@ def platform_processes(settings: Settings) -> dict[str, list[psutil.Process]]:
         if by_group.get(pgid):
             groups[f"driver {job_key}"] = by_group[pgid]
     for service in platform.all_services(settings):
-        proc = service.process.process()
-        if proc is not None:
-            groups[service.name] = _tree(proc)
+        members = service.process.tree()
+        if members:
+            groups[service.name] = members
     seen: set[int] = set()
     for name, members in groups.items():
         groups[name] = [p for p in members if p.pid not in seen]

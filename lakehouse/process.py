@@ -1,6 +1,7 @@
 """Detached local processes with a pid file, a log file and a clean stop.
 
-A pid file holds ``<pid> <create_time>`` so a recycled pid is never mistaken for ours.
+A pid file holds ``<pid> <create_time> <seconds after boot>`` so a recycled pid is never
+mistaken for ours, and a stepped clock does not disown a process that is.
 Every process starts in its own session; stop signals the whole process group and then
 any descendant that escaped it, SIGTERM first, SIGKILL after a timeout.
 """
@@ -116,23 +117,22 @@ class ManagedProcess:
         self.pid_file.unlink(missing_ok=True)
         return True
 
-    def rss_bytes(self) -> int:
+    def tree(self) -> list[psutil.Process]:
+        """The live process and all its descendants ([] when it is not running)."""
         proc = self.process()
-        if proc is None:
-            return 0
+        return [proc, *_children(proc)] if proc is not None else []
+
+    def rss_bytes(self) -> int:
         total = 0
-        for member in [proc, *_children(proc)]:
+        for member in self.tree():
             with contextlib.suppress(psutil.Error):
                 total += member.memory_info().rss
         return total
 
     def cpu_seconds_by_pid(self) -> dict[int, float]:
         """User + system CPU seconds of each process of the tree so far."""
-        proc = self.process()
-        if proc is None:
-            return {}
         seconds = {}
-        for member in [proc, *_children(proc)]:
+        for member in self.tree():
             with contextlib.suppress(psutil.Error):
                 times = member.cpu_times()
                 seconds[member.pid] = times.user + times.system

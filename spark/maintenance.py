@@ -28,6 +28,7 @@ from spark.delta_sink import writer_lock
 log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION_HOURS = 7 * 24
+DEFAULT_READER_WAIT_S = 300.0
 DEFAULT_CLOSED_AFTER_HOURS = 1.0
 
 
@@ -161,15 +162,16 @@ def removing_versions_after(
 def wait_for_readers(
     spark: SparkSession,
     path: str,
+    table_id: str,
     checkpoint_root: Path,
     retention_hours: float,
     wait_s: float,
     poll_s: float = 2.0,
 ) -> dict[str, int]:
-    """Wait until no streaming reader of the table still needs a file the VACUUM would
-    delete; return every reader's resume version. The caller holds the table's writer lock,
-    so no new commit removes files meanwhile and the readers can only catch up."""
-    table_id = DeltaTable.forPath(spark, path).detail().first()["id"]
+    """Wait until no streaming reader of the table (Delta id `table_id`) still needs a file
+    the VACUUM would delete; return every reader's resume version. The caller holds the
+    table's writer lock, so no new commit removes files meanwhile and the readers can only
+    catch up."""
     deadline = time.monotonic() + wait_s
     while True:
         readers = delta_stream_readers(checkpoint_root, table_id)
@@ -198,7 +200,7 @@ def vacuum(
     *,
     checkpoint_root: Path | None = None,
     allow_short_retention: bool = False,
-    reader_wait_s: float = 300.0,
+    reader_wait_s: float = DEFAULT_READER_WAIT_S,
 ) -> dict:
     """VACUUM that never deletes a file a streaming reader of the table still needs.
 
@@ -208,8 +210,8 @@ def vacuum(
     `checkpoint_root` has read past the commits whose files it deletes. LITE takes the
     files to delete from the Delta log instead of listing the table's folder on S3; FULL runs
     only when LITE says the log no longer covers them."""
-    properties = DeltaTable.forPath(spark, path).detail().first()["properties"] or {}
-    declared = declared_retention_hours(properties)
+    detail = DeltaTable.forPath(spark, path).detail().first()
+    declared = declared_retention_hours(detail["properties"] or {})
     short = retention_hours < declared
     if short and not allow_short_retention:
         raise VacuumRefused(
@@ -218,7 +220,7 @@ def vacuum(
             "allow_short_retention if that is meant."
         )
     readers = (
-        wait_for_readers(spark, path, checkpoint_root, retention_hours, reader_wait_s)
+        wait_for_readers(spark, path, detail["id"], checkpoint_root, retention_hours, reader_wait_s)
         if checkpoint_root is not None
         else {}
     )
@@ -270,7 +272,7 @@ def run_request(
         float(params.get("retention_hours", DEFAULT_RETENTION_HOURS)),
         checkpoint_root=checkpoint_root,
         allow_short_retention=bool(params.get("allow_short_retention", False)),
-        reader_wait_s=float(params.get("reader_wait_s", 300)),
+        reader_wait_s=float(params.get("reader_wait_s", DEFAULT_READER_WAIT_S)),
     )
 
 

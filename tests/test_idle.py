@@ -3,8 +3,6 @@ of short-lived children no sample sees, and RSS."""
 
 import sys
 
-import psutil
-
 from control.idle import measure
 from lakehouse.process import ManagedProcess
 
@@ -25,11 +23,6 @@ def start(tmp_path, name: str, code: str) -> ManagedProcess:
     return managed
 
 
-def tree(managed: ManagedProcess) -> list[psutil.Process]:
-    proc = managed.process()
-    return [proc, *proc.children(recursive=True)] if proc else []
-
-
 def test_busy_short_lived_and_sleeping_groups_are_told_apart(tmp_path):
     groups = {
         "busy": start(tmp_path, "busy", "while True: pass"),
@@ -37,7 +30,7 @@ def test_busy_short_lived_and_sleeping_groups_are_told_apart(tmp_path):
         "sleeping": start(tmp_path, "sleeping", "import time; time.sleep(600)"),
     }
     try:
-        result = measure(lambda: {n: tree(m) for n, m in groups.items()}, 4.0, 1.0)
+        result = measure(lambda: {n: m.tree() for n, m in groups.items()}, 4.0, 1.0)
     finally:
         for managed in groups.values():
             managed.stop(timeout_s=5)
