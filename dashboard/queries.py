@@ -49,9 +49,8 @@ def _frame(con, sql: str, params: list | None = None) -> pd.DataFrame:
 
 
 def symbols(con) -> list[str]:
-    return _frame(con, "SELECT DISTINCT symbol FROM fct_ohlcv_1m ORDER BY symbol")[
-        "symbol"
-    ].tolist()
+    # dim_symbol has a row per symbol; the bars have one per symbol and minute.
+    return _frame(con, "SELECT symbol FROM dim_symbol ORDER BY symbol")["symbol"].tolist()
 
 
 def bars(con, symbol: str, width: str, since: datetime | None = None) -> pd.DataFrame:

@@ -228,10 +228,10 @@ def test_serving_and_marts_bars_follow_one_tie_rule(platform: Settings, tmp_path
         return result.stdout
 
     # dim_symbol: the bars' relationship tests point at it.
-    dbt("build", "--select", "+fct_ohlcv_5m", "fct_ohlcv_1h", "dim_symbol", "--full-refresh")
+    dbt("build", "--select", "+fct_ohlcv_5m", "fct_ohlcv_1h", "+dim_symbol", "--full-refresh")
     mart_1m = mart_bars(marts.duckdb_path, "fct_ohlcv_1m")
     # The incremental path: the newest two minutes again from trades, the rest as context.
-    lookback = "{bars_lookback: '1 minute'}"
+    lookback = "{lake_lookback: '1 minute'}"
     assert "incremental model main.fct_ohlcv_1m" in dbt(
         "build", "--select", "fct_ohlcv_1m", "--vars", lookback
     )

@@ -6,19 +6,24 @@
    the Postgres serving bars; trades can share an event time, so the trade id breaks ties.
    A wider bar opens with its first one-minute bar and closes with its last.
 
-   Incremental (the one-minute model): only trades from `bars_lookback` before the newest
-   stored bar are read (a literal bound, so the Delta scan skips older files), their bars
-   recomputed and merged on bar_id. Each symbol's last 49 stored bars before that bound are
-   read back as context, so returns and moving windows equal a full build's. Trades arriving
-   later than the lookback, or a replay that changed older rows, need
+   Every model is incremental (see build_scope.sql): the one-minute model reads only trades
+   from `lake_lookback` before its newest stored bar (a literal bound, so the Delta scan
+   skips older partitions); a wider one rebuilds the buckets holding the one-minute bars
+   rewritten since its own last build. Each symbol's last 49 stored bars before the bound
+   are read back as context, so returns and moving windows equal a full build's. Trades
+   arriving later than the lookback, or a replay that changed older rows, need
    `dbt build --full-refresh`. #}
 {% macro ohlcv(width, from_bars=none) %}
-{%- set incremental = from_bars is none and is_incremental() %}
-{%- if incremental %}
-    {%- set bound = run_query(
-        "select strftime(coalesce(max(bar_start), timestamp '1970-01-01') - interval '"
-        ~ var('bars_lookback', '10 minutes') ~ "', '%Y-%m-%d %H:%M:%S') from " ~ this
-    ).columns[0].values()[0] %}
+{%- set incremental = is_incremental() %}
+{%- set unchanged = false %}
+{%- if not incremental %}
+    {%- set bound = none %}
+{%- elif from_bars is none %}
+    {%- set bound = read_since(this, 'bar_start') %}
+{%- else %}
+    {%- set bound = rebuilt_since(ref(from_bars), width) %}
+    {#- Nothing rewritten upstream since this model's last build: nothing to rebuild. #}
+    {%- set unchanged = bound is none %}
 {%- endif %}
 with bars as (
 {%- if from_bars is none %}
@@ -32,20 +37,17 @@ with bars as (
         sum(volume) as volume,
         sum(notional) / nullif(sum(volume), 0) as vwap,
         count(*) as trade_count,
-        last(sector order by event_time, trade_id) filter (where sector is not null) as sector
+        last(sector order by event_time, trade_id) filter (where sector is not null) as sector,
+        last(company_name order by event_time, trade_id)
+            filter (where company_name is not null) as company_name,
+        min(event_time) as first_trade_at,
+        max(event_time) as last_trade_at
     from {{ ref('stg_trades') }}
-    {%- if incremental %}
-    where event_date >= cast(timestamp '{{ bound }}' as date)
-      and event_time >= timestamp '{{ bound }}'
+    {%- if bound %}
+    where event_date >= cast({{ bound }} as date)
+      and event_time >= {{ bound }}
     {%- endif %}
     group by 1, 2
-    {%- if incremental %}
-    union all
-    select symbol, bar_start, open, high, low, close, volume, vwap, trade_count, sector
-    from {{ this }}
-    where bar_start < timestamp '{{ bound }}'
-    qualify row_number() over (partition by symbol order by bar_start desc) <= 49
-    {%- endif %}
 {%- else %}
     select
         symbol,
@@ -57,10 +59,28 @@ with bars as (
         sum(volume) as volume,
         sum(vwap * volume) / nullif(sum(volume), 0) as vwap,
         sum(trade_count) as trade_count,
-        arg_max(sector, bar_start) as sector
+        last(sector order by bar_start) filter (where sector is not null) as sector,
+        last(company_name order by bar_start) filter (where company_name is not null)
+            as company_name,
+        min(first_trade_at) as first_trade_at,
+        max(last_trade_at) as last_trade_at
     from {{ ref(from_bars) }}
+    {%- if unchanged %}
+    where false
+    {%- elif bound %}
+    where bar_start >= {{ bound }}
+    {%- endif %}
     group by 1, 2
 {%- endif %}
+    {%- if bound %}
+    union all
+    select
+        symbol, bar_start, open, high, low, close, volume, vwap, trade_count, sector,
+        company_name, first_trade_at, last_trade_at
+    from {{ this }}
+    where bar_start < {{ bound }}
+    qualify row_number() over (partition by symbol order by bar_start desc) <= 49
+    {%- endif %}
 ),
 
 measured as (
@@ -72,13 +92,14 @@ measured as (
         avg(close) over (per_symbol rows between 49 preceding and current row) as ma_50,
         stddev_samp(close) over (
             per_symbol rows between 19 preceding and current row
-        ) as volatility_20
+        ) as volatility_20,
+        {{ built_at() }} as built_at
     from bars
     window per_symbol as (partition by symbol order by bar_start)
 )
 
 select * from measured
-{%- if incremental %}
-where bar_start >= timestamp '{{ bound }}'
+{%- if bound %}
+where bar_start >= {{ bound }}
 {%- endif %}
 {% endmacro %}

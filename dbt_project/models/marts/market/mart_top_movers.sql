@@ -1,18 +1,7 @@
 {{ config(materialized='table') }}
 -- Per symbol over its latest trading day: first open, last close, change.
-with days as (
-    select
-        symbol,
-        cast(bar_start as date) as day,
-        arg_min(open, bar_start) as day_open,
-        arg_max(close, bar_start) as day_close,
-        sum(volume) as volume
-    from {{ ref('fct_ohlcv_1m') }}
-    group by 1, 2
-),
-
-latest as (
-    select * from days
+with latest as (
+    select * from {{ ref('fct_symbol_daily') }}
     qualify row_number() over (partition by symbol order by day desc) = 1
 )
 
