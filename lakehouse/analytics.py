@@ -53,6 +53,16 @@ class DbtFailed(RuntimeError):
     pass
 
 
+def _checked(settings: Settings, args: list[str], lake_root: str | None) -> str:
+    result = run_dbt(settings, args, lake_root=lake_root, capture=True)
+    if result.returncode != 0:
+        raise DbtFailed(
+            f"dbt {' '.join(args)} failed (exit {result.returncode}):\n"
+            f"{result.stdout[-8000:]}{result.stderr[-4000:]}"
+        )
+    return result.stdout
+
+
 def build_marts(
     settings: Settings,
     *,
@@ -66,10 +76,10 @@ def build_marts(
     args = ["build", *(["--full-refresh"] if full_refresh else [])]
     if select:
         args += ["--select", *select]
-    result = run_dbt(settings, args, lake_root=lake_root, capture=True)
-    if result.returncode != 0:
-        raise DbtFailed(
-            f"dbt {' '.join(args)} failed (exit {result.returncode}):\n"
-            f"{result.stdout[-8000:]}{result.stderr[-4000:]}"
-        )
-    return result.stdout
+    return _checked(settings, args, lake_root)
+
+
+def check_whole_lake(settings: Settings, select: str, *, lake_root: str | None = None) -> str:
+    """`dbt test` of the selected models over the whole lake (a scheduled build tests only
+    what it read and wrote): its output, or DbtFailed carrying it."""
+    return _checked(settings, ["test", "--select", select], lake_root)

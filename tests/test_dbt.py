@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.analytics import DBT_PROJECT, run_dbt
 from lakehouse.layout import Layout
-from tests.conftest import isolated_layout
+from tests.conftest import airflow_dags_test, isolated_layout
 from tests.market import query_id
 from tests.test_market_pipeline import START_MS, produce, run_once, send_sentinel, table
 
@@ -69,6 +69,17 @@ def test_dbt_build_passes_and_bars_match_the_silver_trades(platform, spark, lake
         row = expected.loc[symbol]
         assert (count, high, low, volume) == (row.n, row.high, row.low, row.volume)
     assert minutes >= 3
+
+
+def test_the_daily_dag_tests_the_whole_lake(platform, lake, built):
+    """analytics_dbt_full_test through Airflow: the market's tests over every trade (no
+    scoping `where`), the other pipelines' left out by the filter."""
+    assert built.returncode == 0
+    conf = {"namespace": lake.namespace, "pipelines": ["market"]}
+    output = airflow_dags_test(platform, "analytics_dbt_full_test", conf)
+    assert "Done. PASS=" in output and " ERROR=0 " in output
+    unique = next(DBT_TARGET.glob("run/**/unique_stg_trades_trade_id.sql")).read_text()
+    assert '"stg_trades"' in unique and "dbt_subquery" not in unique
 
 
 def artefact(name: str, since: datetime) -> dict:
