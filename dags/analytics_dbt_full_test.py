@@ -28,11 +28,8 @@ def analytics_dbt_full_test():
     # One at a time: the marts live in one DuckDB file, which takes one writer.
     previous = None
     for name, selector in sorted(SELECTORS.items()):
-
         # all_done: a pipeline's failed or skipped tests do not skip the next pipeline's.
-        @task(
-            task_id=f"test_{name}", execution_timeout=timedelta(hours=2), trigger_rule="all_done"
-        )
+        @task(task_id=f"test_{name}", execution_timeout=timedelta(hours=2), trigger_rule="all_done")
         def dbt_test(pipeline: str = name, select: str = selector) -> None:
             from lakehouse.analytics import check_whole_lake
             from lakehouse.layout import Layout
