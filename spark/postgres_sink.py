@@ -31,10 +31,19 @@ class UpsertTarget:
     # A column that only grows per key (a version): a row replaces the stored one only when
     # its value is higher, so an older state never overwrites a newer one.
     newer_by: str | None = None
+    # (column, SQL expression) pairs that merge a stored row (the table's name) with the new
+    # one (EXCLUDED) instead of replacing the column: partial aggregates of each batch.
+    merges: tuple[tuple[str, str], ...] = ()
+    # Run after the upsert in the same transaction ({schema} and {table} filled in), e.g. to
+    # drop rows past a retention.
+    prune: str | None = None
 
     def statement(self, schema: str, stage: str) -> str:
         columns = ", ".join(self.columns)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
+        merged = dict(self.merges)
+        updates = ", ".join(
+            f"{c} = {merged.get(c, f'EXCLUDED.{c}')}" for c in self.columns if c not in self.key
+        )
         guard = (
             f" WHERE {self.table}.{self.newer_by} < EXCLUDED.{self.newer_by}"
             if self.newer_by
@@ -82,4 +91,6 @@ def upsert_batch(
             )
             copy_rows(conn, stage, target.columns, rows)
             conn.execute(target.statement(schema, stage))
+        if target.prune:
+            conn.execute(target.prune.format(schema=f'"{schema}"', table=target.table))
     return True

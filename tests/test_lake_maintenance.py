@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from tests.conftest import airflow_dags_test
 from tests.market import (
     START_MS,
+    check_live_bars,
     check_silver,
     produce,
     recorded_kafka_lag,
@@ -149,4 +150,4 @@ def test_maintenance_runs_in_the_driver_while_the_stream_writes(spark, platform,
     assert lag[0] is not None and lag[0] > 0
     assert lag[-1] == 0
     assert not bronze.duplicated(["kafka_topic", "kafka_partition", "kafka_offset"]).any()
-    check_silver(spark, layout, total)
+    assert check_live_bars(platform, layout, check_silver(spark, layout, total)) > 0

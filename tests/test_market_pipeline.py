@@ -12,6 +12,7 @@ import pytest
 from tests.market import (
     START_MS,
     check_bronze_values,
+    check_live_bars,
     check_silver,
     produce,
     recorded_progress,
@@ -67,6 +68,7 @@ def test_every_record_lands_once_and_counts_reconcile(spark, platform, layout):
     # Silver: each distinct on-time trade once, enriched as of its event time.
     silver = check_silver(spark, layout, sent["trades"])
     assert (silver["company_name"] == "Out Of Order Co").any()
+    assert check_live_bars(platform, layout, silver) > 0
     rejected = table(spark, layout, "quarantine_trades_enrichment")
     dropped_late = report["trades_enrichment"]["rows_dropped_by_watermark"]
     assert (rejected["reason"] == "duplicate_trade_id").sum() == sent["duplicates"]

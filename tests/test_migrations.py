@@ -33,8 +33,9 @@ SERVING_TABLES = {
     "trades_enriched",
     "trades_ohlcv_1m",
     "sink_batches",
+    "trades_live_1m",
 }
-SERVING_REVISIONS = ["serving_0001", "serving_0002"]  # applied in order
+SERVING_REVISIONS = ["serving_0001", "serving_0002", "serving_0003"]  # applied in order
 PLATFORM_REVISIONS = ["platform_0001", "platform_0002", "platform_0003", "platform_0004"]
 PLATFORM_TABLES = {"maintenance_requests", "stream_drivers", "stream_heartbeat", "stream_progress"}
 

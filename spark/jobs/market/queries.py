@@ -1,4 +1,5 @@
-"""The market pipeline's queries: bronze (Kafka -> Delta) and silver enrichment.
+"""The market pipeline's queries: bronze (Kafka -> Delta) and silver enrichment (which also
+keeps the live one-minute bars in Postgres).
 
 Both run in the driver of the job the registry names (lakehouse/pipelines/market.py), so
 each Delta table has exactly one writer. Parameters (--param market.NAME=VALUE):
@@ -26,9 +27,11 @@ class MarketQueries:
         watermark_delay_ms(self.watermark)  # ValueError in one sentence
 
     def prepare(self, ctx: DriverContext) -> None:
+        from lakehouse.migrations import upgrade_layout
         from spark.jobs.market import bronze
 
         bronze.ensure_tables(ctx.spark, ctx.layout)
+        upgrade_layout(ctx.settings, ctx.layout)  # the live bars and the sink ledger
 
     def starters(self, ctx: DriverContext) -> list[Starter]:
         from spark.jobs.market import bronze
@@ -46,6 +49,7 @@ class MarketQueries:
         def start_silver():
             return enrichment.start(
                 ctx.spark,
+                ctx.settings,
                 ctx.layout,
                 trigger=ctx.trigger,
                 buckets=self.buckets,

@@ -7,7 +7,9 @@ call per symbol would dominate) and handed to applyInPandasWithState, whose func
 the pure `state.step`: as-of lookup on a bounded reference history, deduplication by
 trade id, trades held until the watermark passes them. RocksDB keeps the state.
 load: foreachBatch appends enriched trades to silver and duplicates/late trades to the
-stage's quarantine, both with (query name, batch id) as Delta's idempotent transaction.
+stage's quarantine, both with (query name, batch id) as Delta's idempotent transaction,
+then folds the batch's trades into the live one-minute bars in Postgres (live_bars.py),
+once per batch by the sink ledger.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from pyspark.sql.types import (
 
 from lakehouse.layout import Layout
 from lakehouse.params import duration_ms
+from lakehouse.settings import Settings
 from spark.delta_sink import append_to_tables, persisted, table_stream, writer_lock
+from spark.jobs.market import live_bars
 from spark.jobs.market.trade_enrichment import state as enrichment
 
 QUERY_NAME = "trades_enrichment"
@@ -202,14 +206,16 @@ def split_output(output: DataFrame) -> tuple[DataFrame, DataFrame]:
     return silver, quarantine
 
 
-def load_batch(layout: Layout, output: DataFrame, batch_id: int) -> None:
+def load_batch(settings: Settings, layout: Layout, output: DataFrame, batch_id: int) -> None:
     silver, quarantine = split_output(output)
     outputs = (("trades_enriched", silver), ("quarantine_trades_enrichment", quarantine))
     append_to_tables(layout, outputs, QUERY_NAME, batch_id)
+    live_bars.load(settings, layout, silver, QUERY_NAME, batch_id)
 
 
 def start(
     spark: SparkSession,
+    settings: Settings,
     layout: Layout,
     *,
     trigger: dict,
@@ -218,9 +224,9 @@ def start(
     max_files: int | None = None,
 ):
     def per_batch(batch: DataFrame, batch_id: int) -> None:
-        # Two writes read the batch: compute the stateful output once.
+        # Three writes read the batch: compute the stateful output once.
         with writer_lock(QUERY_NAME), persisted(batch):
-            load_batch(layout, batch, batch_id)
+            load_batch(settings, layout, batch, batch_id)
 
     trades, references = extract(spark, layout, max_files=max_files)
     return (
