@@ -9,8 +9,6 @@ seconds, and the chart refreshes itself at that pace.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import streamlit as st
 
 from dashboard import charts, queries
@@ -19,6 +17,8 @@ from lakehouse.layout import Layout
 from lakehouse.settings import load_settings
 
 REFRESH_S = 30
+# The per-ticker chart follows the live bars the stream updates every few seconds.
+LIVE_REFRESH_S = 10
 
 st.set_page_config(page_title="Streaming lakehouse", layout="wide")
 settings = load_settings()
@@ -26,16 +26,26 @@ settings = load_settings()
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
 def load_symbols() -> list[str]:
-    with queries.marts(settings) as con:
-        return queries.symbols(con)
+    """Symbols in the marts and on the live feed (a new one shows before dbt builds it)."""
+    names: set[str] = set()
+    try:
+        with queries.marts(settings) as con:
+            names.update(queries.symbols(con))
+    except queries.NoData:
+        pass
+    try:
+        with queries.serving(settings) as conn:
+            names.update(queries.live_symbols(conn, Layout(settings).serving_schema))
+    except queries.NoData:
+        if not names:
+            raise
+    return sorted(names)
 
 
-@st.cache_data(ttl=REFRESH_S, show_spinner=False)
+@st.cache_data(ttl=LIVE_REFRESH_S / 2, show_spinner=False)
 def load_bars(symbol: str, width: str, hours: int):
-    with queries.marts(settings) as con:
-        as_of = queries.data_as_of(con)
-        since = as_of - timedelta(hours=hours) if as_of is not None and hours else None
-        return queries.bars(con, symbol, width, since), as_of
+    schema = Layout(settings).serving_schema
+    return queries.ticker_bars(settings, schema, symbol, width, hours)
 
 
 @st.cache_data(ttl=REFRESH_S, show_spinner=False)
@@ -68,11 +78,15 @@ def trends_page() -> None:
     live_chart(symbol, width, hours)
 
 
-@st.fragment(run_every=REFRESH_S)
+@st.fragment(run_every=LIVE_REFRESH_S)
 def live_chart(symbol: str, width: str, hours: int) -> None:
-    """Re-runs on its own every REFRESH_S seconds: the page follows the stream."""
-    bars, as_of = load_bars(symbol, width, hours)
-    st.caption(f"Data as of {as_of:%Y-%m-%d %H:%M} UTC (latest one-minute bar in the marts)")
+    """Re-runs on its own every LIVE_REFRESH_S seconds: the page follows the stream."""
+    try:
+        bars, marts_as_of, live_as_of = load_bars(symbol, width, hours)
+    except queries.NoData as empty:
+        st.info(str(empty))
+        return
+    st.caption(data_as_of_caption(marts_as_of, live_as_of))
     if bars.empty:
         st.info(f"No {width} bars for {symbol} in this range.")
         return
@@ -82,6 +96,17 @@ def live_chart(symbol: str, width: str, hours: int) -> None:
     middle.metric("VWAP", f"{last['vwap']:.2f}")
     right.metric("Trades in bar", int(last["trade_count"]))
     st.plotly_chart(charts.candlestick(bars, symbol), width="stretch", key="candles")
+
+
+def data_as_of_caption(marts_as_of, live_as_of) -> str:
+    parts = []
+    if live_as_of is not None:
+        parts.append(
+            f"Data as of {live_as_of:%Y-%m-%d %H:%M:%S} UTC (newest trade on the live feed)"
+        )
+    if marts_as_of is not None:
+        parts.append(f"marts up to the {marts_as_of:%H:%M} bar (moving averages end there)")
+    return "; ".join(parts) or "No data yet."
 
 
 def overview_page() -> None:

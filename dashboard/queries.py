@@ -1,7 +1,9 @@
 """What the dashboard reads, as plain functions over connections (tested without Streamlit).
 
 Market data comes from the marts `lakehouse dbt build` writes to DuckDB, opened read-only
-and briefly (a DuckDB file takes one writer or many readers, and dbt must be able to write).
+and briefly (a DuckDB file takes one writer or many readers, and dbt must be able to write),
+and, for the newest minutes, from the live one-minute bars the enrichment stream keeps in
+Postgres (dashboard/live.py).
 Pipeline health comes from Postgres `stream_progress`, web activity from the activity
 pipeline's serving tables (`page_view_counts`, `active_users`, `user_sessions`) and orders
 from the orders pipeline's `order_status`, both in a serving schema (the caller's choice),
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 import pandas as pd
 import psycopg
 from psycopg import sql as pgsql
 
+from dashboard.live import utc, with_live
 from lakehouse.settings import Settings
 
 BAR_TABLES = {"1 minute": "fct_ohlcv_1m", "5 minutes": "fct_ohlcv_5m", "1 hour": "fct_ohlcv_1h"}
@@ -61,6 +64,80 @@ def bars(con, symbol: str, width: str, since: datetime | None = None) -> pd.Data
         sql += " AND bar_start >= ?"
         params.append(since)
     return _frame(con, sql + " ORDER BY bar_start", params)
+
+
+LIVE_MISSING = (
+    "The live bars table is missing: run `lakehouse migrate` (`lakehouse up` does it too), "
+    "then start the market pipeline."
+)
+
+
+def live_symbols(conn, schema: str) -> list[str]:
+    frame = _serving_frame(
+        conn,
+        "SELECT DISTINCT symbol FROM {schema}.trades_live_1m",
+        schema,
+        missing=LIVE_MISSING,
+        tables="live bars",
+    )
+    return frame["symbol"].tolist()
+
+
+def live_bars(conn, schema: str, symbol: str) -> pd.DataFrame:
+    """The symbol's live one-minute bars (bar_start in UTC, like the marts')."""
+    frame = _serving_frame(
+        conn,
+        "SELECT minute AS bar_start, open, high, low, close, volume, notional, trade_count"
+        " FROM {schema}.trades_live_1m WHERE symbol = %s ORDER BY minute",
+        schema,
+        [symbol],
+        missing=LIVE_MISSING,
+        tables="live bars",
+    )
+    if not frame.empty:
+        frame["bar_start"] = pd.to_datetime(frame["bar_start"], utc=True)
+    return frame
+
+
+def live_as_of(conn, schema: str) -> datetime | None:
+    """The newest trade the live bars hold (UTC); None when they are empty."""
+    frame = _serving_frame(
+        conn,
+        "SELECT max(close_at) AS t FROM {schema}.trades_live_1m",
+        schema,
+        missing=LIVE_MISSING,
+        tables="live bars",
+    )
+    newest = frame["t"].iloc[0]
+    return None if newest is None or pd.isna(newest) else pd.Timestamp(newest).tz_convert("UTC")
+
+
+def ticker_bars(
+    settings: Settings, schema: str, symbol: str, width: str, hours: int = 0
+) -> tuple[pd.DataFrame, datetime | None, datetime | None]:
+    """The per-ticker chart's bars: history from the marts, the newest minutes from the live
+    feed. Returns (bars, the marts' newest minute, the live feed's newest trade); NoData
+    when neither has anything."""
+    try:
+        with marts(settings) as con:
+            marts_as_of = data_as_of(con)
+            since = marts_as_of - timedelta(hours=hours) if hours and marts_as_of else None
+            history = bars(con, symbol, width, since)
+    except NoData:
+        marts_as_of, history = None, pd.DataFrame()
+    try:
+        with serving(settings) as conn:
+            live = live_bars(conn, schema, symbol)
+            live_newest = live_as_of(conn, schema)
+    except NoData:
+        if history.empty:
+            raise
+        live, live_newest = pd.DataFrame(), None
+    combined = with_live(history, live, width, marts_as_of)
+    newest = max((utc(t) for t in (marts_as_of, live_newest) if t is not None), default=None)
+    if hours and newest is not None and not combined.empty:
+        combined = combined[utc(combined["bar_start"]) >= newest - timedelta(hours=hours)]
+    return combined.reset_index(drop=True), marts_as_of, live_newest
 
 
 def data_as_of(con) -> datetime | None:

@@ -281,7 +281,7 @@ def fct_ohlcv_1m(platform) -> pd.DataFrame:
         return con.execute("SELECT * EXCLUDE (built_at) FROM fct_ohlcv_1m ORDER BY bar_id").df()
 
 
-def test_incremental_bars_equal_a_full_rebuild(platform, lake, built):
+def test_incremental_bars_equal_a_full_rebuild(platform, spark, lake, built):
     """Trades a day later: the incremental build reads only recent trades (and each symbol's
     stored bars as context for the moving windows) and ends equal to a full rebuild."""
     assert built.returncode == 0
@@ -290,6 +290,24 @@ def test_incremental_bars_equal_a_full_rebuild(platform, lake, built):
     produce(lake, count=1500, seed=12, start_ms=next_day, step_ms=45)
     send_sentinel(platform, lake, START_MS + 2 * 24 * 3600 * 1000)
     run_once(lake)
+
+    # Before dbt runs, the dashboard's chart already has the new day from the live bars the
+    # stream wrote: every trade of the symbol after the marts' newest minute.
+    from dashboard import queries
+    from dashboard.live import utc
+
+    symbol = before["symbol"].iloc[0]
+    chart, marts_as_of, live_as_of = queries.ticker_bars(
+        platform, lake.serving_schema, symbol, "1 minute"
+    )
+    assert marts_as_of == before["bar_start"].max()
+    newest = chart[chart["bar_start"] > marts_as_of]
+    silver = table(spark, lake, "trades_enriched")
+    times = utc(silver["event_time"])  # naive UTC from Spark; the marts' are UTC-aware
+    after_marts = times >= marts_as_of + pd.Timedelta(minutes=1)
+    new_trades = times[(silver["symbol"] == symbol) & after_marts]
+    assert len(new_trades) > 0 and newest["trade_count"].sum() == len(new_trades)
+    assert live_as_of == times.max()
 
     # A one-minute lookback: all but the newest stored bars are context, not recomputed.
     select = ["--select", "fct_ohlcv_1m", "--vars", "{lake_lookback: '1 minute'}"]
