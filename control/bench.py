@@ -321,6 +321,34 @@ def idle_command(
     _emit(result, "idle", as_json)
 
 
+@bench_app.command("freshness")
+def freshness_command(
+    seconds: float = typer.Option(120, min=10, help="how long to send marked trades"),
+    rate: float = typer.Option(
+        0, min=0, help="extra market events/s beside the demo feed (0: the demo feed alone)"
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Seconds from a trade's send to the dashboard's per-ticker chart (p50, p95), polling
+    the dashboard's own query path. Needs `make up` with the market pipeline running."""
+    from control import freshness
+    from infra.health import check_services
+    from lakehouse import drivers
+    from lakehouse.registry import load_registry
+
+    settings = load_settings()
+    down = [service for service, ok in check_services(settings).items() if not ok]
+    if down:
+        _log(f"the freshness bench needs the platform ({', '.join(down)} down): run `make up`.")
+        raise typer.Exit(2)
+    job = load_registry(settings).pipeline("market").job
+    with drivers.connect(settings) as conn:
+        if drivers.lock_holder(conn, job) is None:
+            _log(f"{job} is not running: `lakehouse stream start {job}` (make up starts it).")
+            raise typer.Exit(2)
+    _emit(freshness.measure(settings, seconds=seconds, rate=rate, log=_log), "freshness", as_json)
+
+
 @bench_app.command("all")
 def all_command(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every benchmark with its default sizes."""
