@@ -37,7 +37,13 @@ def marts(settings: Settings):
         raise NoData(
             "No analytics database yet: run the market pipeline, then `lakehouse dbt build`."
         )
-    con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    try:
+        con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    except duckdb.IOException as error:
+        # dbt holds the file's write lock while it builds (seconds, every few minutes).
+        raise NoData(
+            "dbt is writing the marts right now: they are back in a few seconds."
+        ) from error
     try:
         yield con
     finally:

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from lakehouse.settings import PROJECT_ROOT, Settings
 
 DBT_PROJECT = PROJECT_ROOT / "dbt_project"
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def one_dbt_at_a_time(settings: Settings) -> Iterator[None]:
+    """Hold the marts' dbt lock: every dbt run opens the DuckDB file for writing, which one
+    process at a time can do (the analytics DAG's build, the daily full test, a replay's
+    rebuild and `lakehouse dbt` would otherwise fail on each other's lock)."""
+    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(settings.duckdb_path.with_suffix(".dbt.lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another dbt run on %s to finish", settings.duckdb_path)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def dbt_env(settings: Settings, lake_root: str | None = None) -> dict[str, str]:
@@ -39,14 +58,15 @@ def run_dbt(
         "--profiles-dir",
         str(DBT_PROJECT),
     ]
-    return subprocess.run(
-        command,
-        env=dbt_env(settings, lake_root),
-        cwd=DBT_PROJECT,
-        capture_output=capture,
-        text=True,
-        check=False,
-    )
+    with one_dbt_at_a_time(settings):
+        return subprocess.run(
+            command,
+            env=dbt_env(settings, lake_root),
+            cwd=DBT_PROJECT,
+            capture_output=capture,
+            text=True,
+            check=False,
+        )
 
 
 class DbtFailed(RuntimeError):
