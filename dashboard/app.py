@@ -9,6 +9,8 @@ seconds, and the chart refreshes itself at that pace.
 
 from __future__ import annotations
 
+import contextlib
+
 import streamlit as st
 
 from dashboard import charts, queries
@@ -28,17 +30,16 @@ settings = load_settings()
 def load_symbols() -> list[str]:
     """Symbols in the marts and on the live feed (a new one shows before dbt builds it)."""
     names: set[str] = set()
+    marts_missing = None
     try:
         with queries.marts(settings) as con:
             names.update(queries.symbols(con))
-    except queries.NoData:
-        pass
-    try:
-        with queries.serving(settings) as conn:
-            names.update(queries.live_symbols(conn, Layout(settings).serving_schema))
-    except queries.NoData:
-        if not names:
-            raise
+    except queries.NoData as missing:
+        marts_missing = missing
+    with contextlib.suppress(queries.NoData), queries.serving(settings) as conn:
+        names.update(queries.live_symbols(conn, Layout(settings).serving_schema))
+    if not names and marts_missing is not None:
+        raise marts_missing  # its message says what to run
     return sorted(names)
 
 

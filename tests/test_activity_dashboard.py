@@ -147,6 +147,8 @@ def fake_queries(monkeypatch, as_of=AS_OF, **frames: pd.DataFrame) -> list[tuple
     """Replace the serving connection and the activity queries; returns their calls."""
     calls: list[tuple] = []
     monkeypatch.setattr(queries, "serving", lambda settings: nullcontext(object()))
+    # The default page (trends) lists the live feed's symbols from the same connection.
+    monkeypatch.setattr(queries, "live_symbols", lambda conn, schema: [])
     monkeypatch.setattr(queries, "activity_as_of", lambda conn, schema: as_of)
 
     def query(name: str, frame: pd.DataFrame):

@@ -31,6 +31,8 @@ def totals(files_read: int = 12, files_rejected: int = 1) -> pd.DataFrame:
 
 def fake_queries(monkeypatch, **frames: pd.DataFrame) -> None:
     monkeypatch.setattr(queries, "serving", lambda settings: nullcontext(object()))
+    # The default page (trends) lists the live feed's symbols from the same connection.
+    monkeypatch.setattr(queries, "live_symbols", lambda conn, schema: [])
     defaults = {
         "csv_file_totals": totals(),
         "csv_refusals": pd.DataFrame({"reason": ["missing_value"], "rows": [42]}),

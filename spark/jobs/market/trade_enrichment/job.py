@@ -6,10 +6,10 @@ hash bucket of the symbol (many symbols per group: one pandas call costs about 6
 call per symbol would dominate) and handed to applyInPandasWithState, whose function is
 the pure `state.step`: as-of lookup on a bounded reference history, deduplication by
 trade id, trades held until the watermark passes them. RocksDB keeps the state.
-load: foreachBatch appends enriched trades to silver and duplicates/late trades to the
-stage's quarantine, both with (query name, batch id) as Delta's idempotent transaction,
-then folds the batch's trades into the live one-minute bars in Postgres (live_bars.py),
-once per batch by the sink ledger.
+load: foreachBatch folds the batch's trades into the live one-minute bars in Postgres
+(live_bars.py, once per batch by the sink ledger), then appends enriched trades to silver
+and duplicates/late trades to the stage's quarantine, both with (query name, batch id) as
+Delta's idempotent transaction.
 """
 
 from __future__ import annotations
@@ -208,9 +208,11 @@ def split_output(output: DataFrame) -> tuple[DataFrame, DataFrame]:
 
 def load_batch(settings: Settings, layout: Layout, output: DataFrame, batch_id: int) -> None:
     silver, quarantine = split_output(output)
+    # The live bars first: once silver shows a batch, so do they (each write is once per
+    # batch on its own, so a crash between the two loses and doubles nothing).
+    live_bars.load(settings, layout, silver, QUERY_NAME, batch_id)
     outputs = (("trades_enriched", silver), ("quarantine_trades_enrichment", quarantine))
     append_to_tables(layout, outputs, QUERY_NAME, batch_id)
-    live_bars.load(settings, layout, silver, QUERY_NAME, batch_id)
 
 
 def start(
