@@ -109,7 +109,9 @@ def live_as_of(conn, schema: str) -> datetime | None:
     """The newest trade the live bars hold (UTC); None when they are empty."""
     frame = _serving_frame(
         conn,
-        "SELECT max(close_at) AS t FROM {schema}.trades_live_1m",
+        # The newest trade is in the newest minute's bars: the minute index finds them.
+        "SELECT max(close_at) AS t FROM {schema}.trades_live_1m"
+        " WHERE minute = (SELECT max(minute) FROM {schema}.trades_live_1m)",
         schema,
         missing=LIVE_MISSING,
         tables="live bars",

@@ -210,31 +210,18 @@ def check_live_bars(settings, layout: Layout, silver: pd.DataFrame) -> int:
     last trade by (event_time, trade_id)), over the live window behind the newest bar:
     each batch folded in once, whatever was killed and replayed. Returns the bars compared."""
     from spark.jobs.market.live_bars import LIVE_BARS, LIVE_HOURS
+    from tests.test_bars_definition import BAR_COLUMNS, assert_same_bars, normalized, oracle_bars
 
-    trades = silver.sort_values(["event_time", "trade_id"])
-    trades = trades.assign(minute=pd.to_datetime(trades["event_time"], utc=True).dt.floor("1min"))
-    trades = trades[trades["minute"] >= trades["minute"].max() - pd.Timedelta(hours=LIVE_HOURS)]
-    want = trades.groupby(["symbol", "minute"]).agg(
-        open=("price", "first"),
-        high=("price", "max"),
-        low=("price", "min"),
-        close=("price", "last"),
-        volume=("volume", "sum"),
-        trade_count=("trade_id", "count"),
-    )
+    trades = silver.assign(event_time=pd.to_datetime(silver["event_time"], utc=True))
+    want = oracle_bars(trades, "1min")
+    want = want[want["bar_start"] >= want["bar_start"].max() - pd.Timedelta(hours=LIVE_HOURS)]
     with psycopg.connect(settings.postgres_dsn()) as conn:
         rows = conn.execute(
             f"SELECT symbol, minute, open, high, low, close, volume, trade_count"
             f" FROM {layout.serving_schema}.{LIVE_BARS}"
         ).fetchall()
-    got = pd.DataFrame(rows, columns=["symbol", "minute", *want.columns])
-    got["minute"] = pd.to_datetime(got["minute"], utc=True)
-    got = got.set_index(["symbol", "minute"]).sort_index()
-    want.index = want.index.set_levels(
-        pd.to_datetime(want.index.levels[1], utc=True).as_unit("us"), level=1
-    )
-    got.index = got.index.set_levels(got.index.levels[1].as_unit("us"), level=1)
-    pd.testing.assert_frame_equal(got, want.sort_index(), check_dtype=False)
+    got = normalized(pd.DataFrame(rows, columns=BAR_COLUMNS))
+    assert_same_bars(got, want.reset_index(drop=True), "live bars vs silver")
     return len(want)
 
 

@@ -49,13 +49,11 @@ def _earlier(column: str, at: str, trade_id: str, *, later: bool = False) -> str
 
 
 def _merges() -> tuple[tuple[str, str], ...]:
-    first = {c: _earlier(c, "open_at", "open_trade_id") for c in ("open", "open_at")}
-    last = {c: _earlier(c, "close_at", "close_trade_id", later=True) for c in ("close", "close_at")}
+    first = ("open", "open_at", "open_trade_id")
+    last = ("close", "close_at", "close_trade_id")
     return (
-        *first.items(),
-        ("open_trade_id", _earlier("open_trade_id", "open_at", "open_trade_id")),
-        *last.items(),
-        ("close_trade_id", _earlier("close_trade_id", "close_at", "close_trade_id", later=True)),
+        *((c, _earlier(c, "open_at", "open_trade_id")) for c in first),
+        *((c, _earlier(c, "close_at", "close_trade_id", later=True)) for c in last),
         ("high", f"greatest({LIVE_BARS}.high, EXCLUDED.high)"),
         ("low", f"least({LIVE_BARS}.low, EXCLUDED.low)"),
         *((c, f"{LIVE_BARS}.{c} + EXCLUDED.{c}") for c in ("volume", "notional", "trade_count")),
