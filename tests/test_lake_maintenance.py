@@ -48,12 +48,15 @@ def delta_history(spark, path: str) -> pd.DataFrame:
 
 def produce_until(layout, stop: threading.Event, sent: list[int]) -> None:
     """A run of 200 trades every few seconds until `stop` is set: a trickle that keeps bronze
-    committing without a backlog. Each run starts a second after the last in event time (it
-    spans about 0.2 s): however batches cut the backlog across partitions, no trade falls
-    more than the watermark's 5 s behind another."""
+    committing without a backlog. Each run starts 0.4 s after the last in event time (it
+    spans about 0.2 s), so one bronze batch of at most 1500 records (about 7 runs) covers
+    about 3 s of event time, less than the watermark's 5 s. That matters because bronze
+    commits trades and references one after the other: silver may read a batch's trades a
+    micro-batch before its references, and a reference more than the watermark behind those
+    trades would then be late (dropped by the watermark, the trades enriched without it)."""
     chunk = 0
     while not stop.is_set():
-        start_ms = START_MS + 60_000 + chunk * 1000  # after the first run's 8 s
+        start_ms = START_MS + 60_000 + chunk * 400  # after the first run's 8 s
         sent.append(produce(layout, count=200, seed=100 + chunk, start_ms=start_ms)["trades"])
         chunk += 1
         stop.wait(8)
