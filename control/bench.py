@@ -47,12 +47,7 @@ def _with_spark(name: str, work, *, needs_platform: bool = False):
 
     settings = load_settings()
     if needs_platform:
-        from infra.health import check_services
-
-        down = [service for service, ok in check_services(settings).items() if not ok]
-        if down:
-            _log(f"the {name} bench needs the platform ({', '.join(down)} down): run `make up`.")
-            raise typer.Exit(2)
+        _platform_up(settings, name)
     spark = build_spark_session(
         f"bench-{name}", settings, master="local[2]", needs_lake=needs_platform
     )
@@ -304,15 +299,9 @@ def idle_command(
     """CPU cores and RSS of the running platform with its demo feeds (services, stream
     drivers, Airflow), mean over `seconds`. Needs `make up`."""
     from control import idle
-    from infra.health import check_services
 
     settings = load_settings()
-    down = [service for service, ok in check_services(settings).items() if not ok]
-    if down:
-        _log(
-            f"the idle bench measures the running platform ({', '.join(down)} down): run `make up`."
-        )
-        raise typer.Exit(2)
+    _platform_up(settings, "idle")
     if warmup_s:
         _log(f"idle bench: {warmup_s:.0f} s of warm-up first")
         time.sleep(warmup_s)
@@ -332,21 +321,51 @@ def freshness_command(
     """Seconds from a trade's send to the dashboard's per-ticker chart (p50, p95), polling
     the dashboard's own query path. Needs `make up` with the market pipeline running."""
     from control import freshness
+
+    settings = load_settings()
+    _running_market(settings, "freshness")
+    _emit(freshness.measure(settings, seconds=seconds, rate=rate, log=_log), "freshness", as_json)
+
+
+def _platform_up(settings: Settings, bench: str) -> None:
+    """Exit with one sentence unless every service of the platform answers."""
     from infra.health import check_services
+
+    down = [service for service, ok in check_services(settings).items() if not ok]
+    if down:
+        _log(f"the {bench} bench needs the platform ({', '.join(down)} down): run `make up`.")
+        raise typer.Exit(2)
+
+
+def _running_market(settings: Settings, bench: str) -> None:
+    """Exit with one sentence unless the platform and the market pipeline are running."""
     from lakehouse import drivers
     from lakehouse.registry import load_registry
 
-    settings = load_settings()
-    down = [service for service, ok in check_services(settings).items() if not ok]
-    if down:
-        _log(f"the freshness bench needs the platform ({', '.join(down)} down): run `make up`.")
-        raise typer.Exit(2)
+    _platform_up(settings, bench)
     job = load_registry(settings).pipeline("market").job
     with drivers.connect(settings) as conn:
         if drivers.lock_holder(conn, job) is None:
             _log(f"{job} is not running: `lakehouse stream start {job}` (make up starts it).")
             raise typer.Exit(2)
-    _emit(freshness.measure(settings, seconds=seconds, rate=rate, log=_log), "freshness", as_json)
+
+
+@bench_app.command("latency")
+def latency_command(
+    rate: float = typer.Option(20_000, min=1, help="market events/s beside the demo feed"),
+    seconds: float = typer.Option(60, min=10, help="how long to send"),
+    processes: int = typer.Option(2, min=1, max=64, help="producer processes"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Seconds from a trade's send to its commit in bronze and silver and to the Postgres
+    live bars (p50, p95, p99 over every trade), and whether bronze kept up with the rate.
+    Needs `make up` with the market pipeline running."""
+    from control import latency
+
+    settings = load_settings()
+    _running_market(settings, "latency")
+    result = latency.measure(settings, rate=rate, seconds=seconds, processes=processes, log=_log)
+    _emit(result, "latency", as_json)
 
 
 @bench_app.command("all")

@@ -4,8 +4,18 @@ import itertools
 import json
 from collections import Counter
 
+import pytest
+
 from lakehouse.pipelines.market import SYMBOL_PATTERN
-from producers.market import MAX_SYMBOLS, MarketSimulator, SendReport, self_check, symbol_name
+from producers.market import (
+    MAX_SYMBOLS,
+    MarketSimulator,
+    Run,
+    SendReport,
+    self_check,
+    split,
+    symbol_name,
+)
 
 START_MS = 1_767_225_600_000
 
@@ -69,3 +79,37 @@ def test_report_totals():
     assert sent["total"] == 1000
     assert sum(sent[k] for k in ("trades", "references", "duplicates", "late", "malformed")) == 1000
     assert sum(sent["malformed_by_reason"].values()) == sent["malformed"]
+
+
+def trade_ids(messages) -> list[str]:
+    return [json.loads(m.value)["trade_id"] for m in messages if m.kind == "trades"]
+
+
+def test_workers_of_a_seed_are_deterministic_and_never_share_a_trade_id():
+    alone = trade_ids(first(2000, seed=9))
+    assert alone[0] == "9-1"  # one process: the ids earlier runs and tests know
+    workers = [trade_ids(first(2000, seed=9, worker=k)) for k in range(3)]
+    assert workers[1] == trade_ids(first(2000, seed=9, worker=1))
+    assert workers[0][0] == "9-0-1"
+    ids = [i for part in [alone, *workers] for i in part]
+    assert len(ids) == len(set(ids))
+    assert first(200, seed=9, worker=0) != first(200, seed=9, worker=1)
+
+
+def test_a_run_split_over_processes_keeps_its_count_and_rate():
+    run = Run(
+        simulator={"seed": 4},
+        topics={"trades": "t", "references": "r"},
+        rate=20_000.0,
+        count=10,
+        duration=0.0,
+        start_ms=0,
+        step_ms=1,
+    )
+    assert split(run, 1) == [run]
+    parts = split(run, 3)
+    assert [p.count for p in parts] == [4, 3, 3]
+    assert sum(p.rate for p in parts) == run.rate
+    assert [p.simulator for p in parts] == [{"seed": 4, "worker": k} for k in range(3)]
+    with pytest.raises(ValueError, match="less than one message per process"):
+        split(run, 11)

@@ -1,0 +1,235 @@
+"""End-to-end latency of the market pipeline on the running platform
+(`lakehouse bench latency`).
+
+A producer run at a fixed rate (spread over `--processes`) sends live trades: each carries
+the wall clock when it was made as its event time. Afterwards the lake says when every
+trade of the run became visible, not a sample of them:
+- Delta: the change data feed gives each row its commit's timestamp, in bronze and in
+  silver (`trades_enriched`);
+- Postgres: the enrichment folds each batch into the live one-minute bars in one ledgered
+  transaction before it commits to silver; the silver commit names its batch (its `txn`
+  action) and the ledger row of that batch says when (`sink_batches.committed_at`, the
+  transaction's start, so a slight under-estimate).
+Latency = visible - event time. Silver holds a trade until the watermark passes it, so its
+latency is at least the watermark delay; bronze's shows the stream's own pace.
+
+Whether the rate was held: the bronze query's Kafka lag (`stream_progress`) over the run. A
+lag that grew by g records in s seconds means bronze read r - g/s a second while r were
+sent; `max_sustained_rate` is that (the rate itself when the lag did not grow by more than
+the slack of one batch).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import psycopg
+
+from control.freshness import percentile
+from lakehouse.layout import Layout
+from lakehouse.settings import PROJECT_ROOT, Settings
+
+BRONZE, SILVER = "bronze_trades", "trades_enriched"
+BRONZE_QUERY, SILVER_QUERY = "market_bronze", "trades_enrichment"
+HELD_SLACK = 0.05  # lag growth below this share of the rate counts as held
+
+
+# ---- pure -------------------------------------------------------------------------
+
+
+def spread(latencies_s: pd.Series, prefix: str = "") -> dict:
+    """p50, p95, p99 and max of latencies in seconds, as `<prefix>p50_s` ..."""
+    values = latencies_s.dropna().tolist()
+    if not values:
+        return {f"{prefix}seen": 0}
+    return {
+        f"{prefix}seen": len(values),
+        f"{prefix}p50_s": round(percentile(values, 50), 3),
+        f"{prefix}p95_s": round(percentile(values, 95), 3),
+        f"{prefix}p99_s": round(percentile(values, 99), 3),
+        f"{prefix}max_s": round(max(values), 3),
+    }
+
+
+def sustained_rate(rate: float, lags: list[tuple[float, int]]) -> dict:
+    """From (time s, Kafka records behind) samples over the run: the lag's growth a second
+    and the rate bronze kept up with (the sent rate less that growth)."""
+    if len(lags) < 2 or lags[-1][0] <= lags[0][0]:
+        return {"lag_samples": len(lags), "max_sustained_rate": None}
+    (first_at, first), (last_at, last) = lags[0], lags[-1]
+    growth_per_s = (last - first) / (last_at - first_at)
+    held = growth_per_s <= HELD_SLACK * rate
+    return {
+        "lag_samples": len(lags),
+        "lag_first": first,
+        "lag_last": last,
+        "lag_growth_per_s": round(growth_per_s, 1),
+        "rate_held": held,
+        "max_sustained_rate": rate if held else round(max(0.0, rate - growth_per_s), 1),
+    }
+
+
+def seconds_since_epoch(column: pd.Series) -> pd.Series:
+    return pd.to_datetime(column, utc=True).astype("int64") / 1e9
+
+
+# ---- I/O --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The lake and Postgres names the measurement reads."""
+
+    settings: Settings
+    layout: Layout
+
+    def version(self, table: str) -> int:
+        from lakehouse.serving_sync import open_table
+
+        return open_table(self.settings, self.layout.table(table)).version()
+
+    def visible(self, table: str, after_version: int, prefix: str) -> pd.DataFrame:
+        """The run's rows (trade ids from `prefix`) committed after `after_version`:
+        trade_id, event_time, _commit_version, _commit_timestamp."""
+        import pyarrow.compute as pc
+
+        from lakehouse.serving_sync import open_table
+
+        changes = (
+            open_table(self.settings, self.layout.table(table))
+            .load_cdf(
+                starting_version=after_version + 1,
+                columns=["trade_id", "event_time", "_commit_version", "_commit_timestamp"],
+            )
+            .read_all()
+        )
+        ids = changes.column("trade_id").cast("string")
+        return changes.filter(pc.starts_with(ids, prefix)).to_pandas()
+
+    def commit_batches(self, table: str, versions: list[int]) -> dict[int, int]:
+        """Version -> the streaming batch id its `txn` action names (foreachBatch commits)."""
+        from infra.s3 import s3_client
+
+        bucket, _, key = self.layout.table(table).removeprefix("s3a://").partition("/")
+        client = s3_client(self.settings)
+        batches = {}
+        for version in versions:
+            body = client.get_object(Bucket=bucket, Key=f"{key}/_delta_log/{version:020d}.json")
+            for line in body["Body"].read().decode().splitlines():
+                action = json.loads(line)
+                if "txn" in action:
+                    batches[version] = int(action["txn"]["version"])
+        return batches
+
+    def ledger_times(self, sink_query: str, sink_table: str) -> dict[int, float]:
+        """Batch id -> when the sink's transaction for it began (s since the epoch)."""
+        from spark.checkpoints import sink_identity
+
+        sink = sink_identity(f"{sink_query}_{sink_table}", self.layout.checkpoint(sink_query))
+        with psycopg.connect(self.settings.postgres_dsn()) as conn:
+            rows = conn.execute(
+                f"SELECT batch_id, extract(epoch FROM committed_at)"
+                f" FROM {self.layout.serving_schema}.sink_batches WHERE sink = %s",
+                (sink,),
+            ).fetchall()
+        return {int(batch): float(at) for batch, at in rows}
+
+    def bronze_lags(self, since: float, until: float) -> list[tuple[float, int]]:
+        from spark.checkpoints import checkpoint_query_id
+
+        query_id = checkpoint_query_id(self.layout.checkpoint(BRONZE_QUERY))
+        with psycopg.connect(self.settings.postgres_dsn()) as conn:
+            rows = conn.execute(
+                "SELECT extract(epoch FROM recorded_at), kafka_records_behind"
+                " FROM stream_progress WHERE query_id = %s AND kafka_records_behind IS NOT NULL"
+                " AND recorded_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)"
+                " ORDER BY batch_id",
+                (query_id, since, until),
+            ).fetchall()
+        return [(float(at), int(lag)) for at, lag in rows]
+
+
+def latencies(rows: pd.DataFrame) -> pd.Series:
+    return seconds_since_epoch(rows["_commit_timestamp"]) - seconds_since_epoch(rows["event_time"])
+
+
+def produce(rate: float, seconds: float, processes: int, seed: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "producers.market",
+            "--rate",
+            str(rate),
+            "--duration",
+            str(seconds),
+            "--processes",
+            str(processes),
+            "--seed",
+            str(seed),
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def measure(
+    settings: Settings,
+    *,
+    rate: float,
+    seconds: float,
+    processes: int,
+    settle_s: float = 300.0,
+    log: Callable[[str], None] = print,
+) -> dict:
+    from spark.jobs.market.live_bars import LIVE_BARS
+
+    tables = Tables(settings, Layout(settings))
+    before = {table: tables.version(table) for table in (BRONZE, SILVER)}
+    seed = int(time.time())  # its own trade ids: never the demo feed's or an earlier run's
+    prefix = f"{seed}-"
+    log(f"latency: {rate:.0f} events/s for {seconds:.0f} s from {processes} process(es)")
+    began = time.time()
+    producer = produce(rate, seconds, processes, seed)
+    out, _ = producer.communicate(timeout=seconds + 120)
+    ended = time.time()
+    if producer.returncode != 0:
+        raise RuntimeError(f"the producer failed (exit {producer.returncode}): {out[-2000:]}")
+    sent = json.loads(out.strip().splitlines()[-1])
+    trades = sent["sent"]["trades"]
+    log(f"latency: sent {trades} trades at {sent['events_per_s']}/s; waiting for silver")
+    deadline = time.monotonic() + settle_s
+    while True:
+        silver = tables.visible(SILVER, before[SILVER], prefix)
+        if len(silver) >= trades or time.monotonic() > deadline:
+            break
+        log(f"latency: {len(silver)}/{trades} trades in silver")
+        time.sleep(5)
+    bronze = tables.visible(BRONZE, before[BRONZE], prefix)
+
+    # Postgres: the live bars' ledger time of the batch that committed each silver row.
+    batches = tables.commit_batches(SILVER, sorted(silver["_commit_version"].unique().tolist()))
+    ledger = tables.ledger_times(SILVER_QUERY, LIVE_BARS)
+    pg_visible = silver["_commit_version"].map(batches).map(ledger)
+    pg = pg_visible - seconds_since_epoch(silver["event_time"])
+
+    return {
+        "benchmark": "latency",
+        "rate": rate,
+        "seconds": seconds,
+        "processes": processes,
+        "sent_events_per_s": sent["events_per_s"],
+        "trades": trades,
+        **spread(latencies(silver)),
+        **spread(latencies(bronze), "bronze_"),
+        **spread(pg, "pg_"),
+        **sustained_rate(rate, tables.bronze_lags(began, ended)),
+        "goal": {"p95_s": 3.0, "rate": 20_000},
+    }
