@@ -364,7 +364,13 @@ def latency_command(
 
     settings = load_settings()
     _running_market(settings, "latency")
-    result = latency.measure(settings, rate=rate, seconds=seconds, processes=processes, log=_log)
+    try:
+        result = latency.measure(
+            settings, rate=rate, seconds=seconds, processes=processes, log=_log
+        )
+    except latency.NotReady as error:
+        _log(str(error))
+        raise typer.Exit(2) from None
     _emit(result, "latency", as_json)
 
 

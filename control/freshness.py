@@ -112,6 +112,24 @@ def _send_marked(
         producer.close()
 
 
+def market_producer(
+    rate: float, seconds: float, *, seed: int, processes: int = 1, stdout=subprocess.PIPE
+) -> subprocess.Popen:
+    """The market producer at `rate` events/s for `seconds`, live event times."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "producers.market",
+            *("--rate", str(rate), "--duration", str(seconds)),
+            *("--processes", str(processes), "--seed", str(seed)),
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=stdout,
+        text=True,
+    )
+
+
 def measure(
     settings: Settings,
     *,
@@ -130,21 +148,7 @@ def measure(
     load = None
     if rate:
         # Its own seed: trade ids never repeat the demo feed's or an earlier run's.
-        load = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "producers.market",
-                "--rate",
-                str(rate),
-                "--duration",
-                str(seconds),
-                "--seed",
-                str(int(time.time())),
-            ],
-            cwd=PROJECT_ROOT,
-            stdout=subprocess.DEVNULL,
-        )
+        load = market_producer(rate, seconds, seed=int(time.time()), stdout=subprocess.DEVNULL)
     sent: list[float] = []
     topics = (layout.topic(TRADES_TOPIC), layout.topic(REFERENCE_TOPIC))
     sender = threading.Thread(

@@ -83,7 +83,7 @@ def extract(
         )
         .read_all()
     )
-    return last_change_per_key(_plain_strings(pa.table(changes)), spec)
+    return last_change_per_key(plain_strings(pa.table(changes)), spec)
 
 
 def _inserted(rows: pa.Table, spec: ServingSpec) -> pa.Table:
@@ -92,7 +92,7 @@ def _inserted(rows: pa.Table, spec: ServingSpec) -> pa.Table:
     return rows.append_column("deleted", pa.repeat(pa.scalar(False), rows.num_rows))
 
 
-def _plain_strings(table: pa.Table) -> pa.Table:
+def plain_strings(table: pa.Table) -> pa.Table:
     """delta-rs hands out string_view columns, which pyarrow's kernels and CSV writer do not
     all take."""
     schema = pa.schema(
