@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from control.latency import SILVER, SILVER_QUERY, Tables, latencies, seconds_since_epoch
+from spark.jobs.market.live_bars import LIVE_BARS
 from tests.market import (
     START_MS,
     check_bronze_values,
@@ -82,3 +84,20 @@ def test_every_record_lands_once_and_counts_reconcile(spark, platform, layout):
     batches, _, recorded_drops = recorded_progress(platform, layout, "trades_enrichment")
     assert batches >= 2
     assert recorded_drops == dropped_late
+
+    # What the latency bench reads of this lake (control/latency.py): seed 1's trades with
+    # the commit that added each, the batch each commit names, and that batch's live bars.
+    tables = Tables(platform, layout)
+    committed = tables.visible(SILVER, -1, "1-")
+    assert sorted(committed["trade_id"]) == sorted(
+        silver.loc[silver["trade_id"].str.startswith("1-"), "trade_id"]
+    )
+    assert (latencies(committed) > 0).all()
+    versions = sorted(committed["_commit_version"].unique().tolist())
+    batches = tables.commit_batches(SILVER, versions)
+    assert sorted(batches) == versions
+    ledger = tables.ledger_times(SILVER_QUERY, LIVE_BARS)
+    live_bars_at = committed["_commit_version"].map(batches).map(ledger)
+    assert live_bars_at.notna().all()
+    # Each batch's live bars began before its silver commit (they are written first).
+    assert (live_bars_at <= seconds_since_epoch(committed["_commit_timestamp"])).all()
