@@ -31,11 +31,11 @@ import psycopg
 
 from control.freshness import market_producer, percentile
 from lakehouse.layout import Layout
+from lakehouse.pipelines.market import TRADES_ENRICHED as SILVER
 from lakehouse.settings import Settings
 
-BRONZE, SILVER = "bronze_trades", "trades_enriched"
-BRONZE_QUERY, SILVER_QUERY = "market_bronze", "trades_enrichment"
-HELD_SLACK = 0.05  # lag growth below this share of the rate counts as held
+BRONZE = "bronze_trades"
+HELD_SLACK = 0.05  # committing this share below the sent rate still counts as held
 
 
 # ---- pure -------------------------------------------------------------------------
@@ -137,11 +137,12 @@ class Tables:
                     batches[version] = int(action["txn"]["version"])
         return batches
 
-    def ledger_times(self, sink_query: str, sink_table: str) -> dict[int, float]:
-        """Batch id -> when the sink's transaction for it began (s since the epoch)."""
-        from spark.checkpoints import sink_identity
+    def live_bars_times(self) -> dict[int, float]:
+        """Enrichment batch id -> when its live bars' transaction began (s since the epoch)."""
+        from spark.jobs.market.live_bars import ledger_sink
+        from spark.jobs.market.trade_enrichment.job import QUERY_NAME
 
-        sink = sink_identity(f"{sink_query}_{sink_table}", self.layout.checkpoint(sink_query))
+        sink = ledger_sink(self.layout, QUERY_NAME)
         with psycopg.connect(self.settings.postgres_dsn()) as conn:
             rows = conn.execute(
                 f"SELECT batch_id, extract(epoch FROM committed_at)"
@@ -164,8 +165,6 @@ def measure(
     settle_s: float = 300.0,
     log: Callable[[str], None] = print,
 ) -> dict:
-    from spark.jobs.market.live_bars import LIVE_BARS
-
     tables = Tables(settings, Layout(settings))
     before = {table: tables.version(table) for table in (BRONZE, SILVER)}
     seed = int(time.time())  # its own trade ids: never the demo feed's or an earlier run's
@@ -191,7 +190,7 @@ def measure(
 
     # Postgres: the live bars' ledger time of the batch that committed each silver row.
     batches = tables.commit_batches(SILVER, sorted(silver["_commit_version"].unique().tolist()))
-    ledger = tables.ledger_times(SILVER_QUERY, LIVE_BARS)
+    ledger = tables.live_bars_times()
     pg_visible = silver["_commit_version"].map(batches).map(ledger)
     pg = pg_visible - seconds_since_epoch(silver["event_time"])
 

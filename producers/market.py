@@ -183,6 +183,11 @@ class SendReport:
         if message.reason:
             self.malformed_by_reason[message.reason] += 1
 
+    def merge(self, other: SendReport) -> None:
+        """Add another process's counts to these."""
+        self.counts.update(other.counts)
+        self.malformed_by_reason.update(other.malformed_by_reason)
+
     def as_dict(self, seconds: float) -> dict:
         total = sum(self.counts.values())
         sent = {
@@ -361,8 +366,7 @@ def send_in_processes(bootstrap: str, runs: list[Run], total: SendReport) -> Non
                 if not any(worker.is_alive() for worker in workers):
                     break  # a worker died without a report (killed): nothing more will come
                 continue
-            total.counts.update(part.counts)
-            total.malformed_by_reason.update(part.malformed_by_reason)
+            total.merge(part)
             pending -= 1
     finally:
         for worker in workers:
@@ -373,8 +377,7 @@ def send_in_processes(bootstrap: str, runs: list[Run], total: SendReport) -> Non
                 part = results.get(timeout=30)
             except queue.Empty:
                 break
-            total.counts.update(part.counts)
-            total.malformed_by_reason.update(part.malformed_by_reason)
+            total.merge(part)
         for worker in workers:
             worker.join()
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from control.latency import SILVER, SILVER_QUERY, Tables, latencies, seconds_since_epoch
-from spark.jobs.market.live_bars import LIVE_BARS
+from control.latency import SILVER, Tables, latencies, seconds_since_epoch
 from tests.market import (
     START_MS,
     check_bronze_values,
@@ -96,7 +95,7 @@ def test_every_record_lands_once_and_counts_reconcile(spark, platform, layout):
     versions = sorted(committed["_commit_version"].unique().tolist())
     batches = tables.commit_batches(SILVER, versions)
     assert sorted(batches) == versions
-    ledger = tables.ledger_times(SILVER_QUERY, LIVE_BARS)
+    ledger = tables.live_bars_times()
     live_bars_at = committed["_commit_version"].map(batches).map(ledger)
     assert live_bars_at.notna().all()
     # Each batch's live bars began before its silver commit (they are written first).

@@ -107,7 +107,12 @@ def partial_bars(silver: DataFrame) -> DataFrame:
     )
 
 
+def ledger_sink(layout: Layout, query: str) -> str:
+    """The name the live bars' batches of `query` go under in the sink ledger."""
+    return sink_identity(f"{query}_{LIVE_BARS}", layout.checkpoint(query))
+
+
 def load(settings: Settings, layout: Layout, silver: DataFrame, query: str, batch_id: int) -> None:
-    sink = sink_identity(f"{query}_{LIVE_BARS}", layout.checkpoint(query))
+    sink = ledger_sink(layout, query)
     rows = partial_bars(silver).toArrow()
     upsert_batch(settings, layout.serving_schema, LIVE_TARGET, rows, sink, batch_id)
