@@ -9,7 +9,7 @@ LOCK_ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock up up-cluster down status test test-fast bench lint doctor clean
+.PHONY: help install lock up up-cluster down status test test-fast bench chaos lint doctor clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -57,9 +57,13 @@ test-fast: install ## only the tests that need no running service
 bench: install ## benchmarks, JSON results under bench-results/
 	$(LAKEHOUSE) bench all --json
 
+# On a platform of its own (.lakehouse-chaos, ports +200): it restarts Kafka, S3 and Postgres.
+chaos: install ## kill drivers, restart services; every sink reconciled (bench-results/chaos.json)
+	$(LAKEHOUSE) chaos --own-platform
+
 lint: install ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check lakehouse control infra spark producers dashboard dags tests
 
 clean: down ## stop and delete all local data (.lakehouse)
-	rm -rf .lakehouse .lakehouse-test
+	rm -rf .lakehouse .lakehouse-test .lakehouse-chaos

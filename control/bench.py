@@ -24,7 +24,7 @@ bench_app = typer.Typer(
 RESULTS_DIR = PROJECT_ROOT / "bench-results"
 
 
-def _emit(result: dict, name: str, as_json: bool) -> None:
+def emit(result: dict, name: str, as_json: bool) -> None:
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
@@ -47,7 +47,7 @@ def _with_spark(name: str, work, *, needs_platform: bool = False):
 
     settings = load_settings()
     if needs_platform:
-        _platform_up(settings, name)
+        require_platform(settings, name)
     spark = build_spark_session(
         f"bench-{name}", settings, master="local[2]", needs_lake=needs_platform
     )
@@ -72,7 +72,7 @@ def _enrichment(rows: int, symbols: int, repeat: int, buckets: int, as_json: boo
             log=_log,
         ),
     )
-    _emit(result, f"enrichment-{symbols}", as_json)
+    emit(result, f"enrichment-{symbols}", as_json)
 
 
 def _activity(
@@ -93,7 +93,7 @@ def _activity(
             log=_log,
         ),
     )
-    _emit(result, "activity", as_json)
+    emit(result, "activity", as_json)
 
 
 def _orders(
@@ -114,7 +114,7 @@ def _orders(
             log=_log,
         ),
     )
-    _emit(result, "orders", as_json)
+    emit(result, "orders", as_json)
 
 
 def _user_counts(text: str) -> tuple[int, ...]:
@@ -154,7 +154,7 @@ def _run(name: str, rows: int, as_json: bool, *, needs_platform: bool = False) -
         lambda spark, settings: bench.run(spark, settings, rows=rows, log=_log, **extra),
         needs_platform=needs_platform,
     )
-    _emit(result, name, as_json)
+    emit(result, name, as_json)
 
 
 @bench_app.command("sync")
@@ -191,7 +191,7 @@ def producer_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Market producer events/s into Kafka vs generating the same events. Needs Kafka."""
-    _emit(_producer(count, symbols), "producer", as_json)
+    emit(_producer(count, symbols), "producer", as_json)
 
 
 def _producer(count: int, symbols: int) -> dict:
@@ -272,7 +272,7 @@ def _csv(rows: int, repeat: int, files: int, as_json: bool) -> None:
         ),
         needs_platform=True,
     )
-    _emit(result, "csv", as_json)
+    emit(result, "csv", as_json)
 
 
 @bench_app.command("csv")
@@ -301,13 +301,13 @@ def idle_command(
     from control import idle
 
     settings = load_settings()
-    _platform_up(settings, "idle")
+    require_platform(settings, "idle")
     if warmup_s:
         _log(f"idle bench: {warmup_s:.0f} s of warm-up first")
         time.sleep(warmup_s)
     result = idle.measure(lambda: idle.platform_processes(settings), seconds, interval_s, _log)
     result["goal"] = {"cpu_cores": 0.5, "rss_gib": 6.0}
-    _emit(result, "idle", as_json)
+    emit(result, "idle", as_json)
 
 
 @bench_app.command("freshness")
@@ -324,10 +324,10 @@ def freshness_command(
 
     settings = load_settings()
     _running_market(settings, "freshness")
-    _emit(freshness.measure(settings, seconds=seconds, rate=rate, log=_log), "freshness", as_json)
+    emit(freshness.measure(settings, seconds=seconds, rate=rate, log=_log), "freshness", as_json)
 
 
-def _platform_up(settings: Settings, bench: str) -> None:
+def require_platform(settings: Settings, bench: str) -> None:
     """Exit with one sentence unless every service of the platform answers."""
     from infra.health import check_services
 
@@ -342,7 +342,7 @@ def _running_market(settings: Settings, bench: str) -> None:
     from lakehouse import drivers
     from lakehouse.registry import load_registry
 
-    _platform_up(settings, bench)
+    require_platform(settings, bench)
     job = load_registry(settings).pipeline("market").job
     with drivers.connect(settings) as conn:
         if drivers.lock_holder(conn, job) is None:
@@ -371,13 +371,13 @@ def latency_command(
     except latency.NotReady as error:
         _log(str(error))
         raise typer.Exit(2) from None
-    _emit(result, "latency", as_json)
+    emit(result, "latency", as_json)
 
 
 @bench_app.command("all")
 def all_command(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every benchmark with its default sizes."""
-    _emit(_producer(500_000, 500), "producer", as_json)
+    emit(_producer(500_000, 500), "producer", as_json)
     for symbols in (500, 5000):
         _enrichment(1_000_000, symbols, 3, 16, as_json)
     _activity(1_000_000, 250_000, (10_000, 1_000_000), 3, 16, as_json)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -344,6 +345,53 @@ def stream(
         raise _fail(str(error)) from None
     except psycopg.OperationalError as error:
         raise _fail(f"Postgres is not reachable ({error}): start the platform (make up).") from None
+
+
+@app.command()
+def chaos(
+    kills: int = typer.Option(20, min=0, help="SIGKILLs of the streaming driver"),
+    restart: list[str] = typer.Option(
+        ["kafka", "s3", "postgres"], help="services restarted once each (repeatable)"
+    ),
+    no_restarts: bool = typer.Option(False, "--no-restarts", help="restart no service"),
+    kill_sync: bool = typer.Option(True, help="kill the Postgres sync inside its transaction"),
+    kill_optimize: bool = typer.Option(True, help="kill the driver during an OPTIMIZE"),
+    rate: float = typer.Option(200.0, min=1.0, help="events/s the producer sends meanwhile"),
+    seed: int = typer.Option(7, help="the producer's stream and the order of the faults"),
+    own_platform: bool = typer.Option(
+        False, "--own-platform", help="start a platform of its own for the run (make chaos)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the report as one JSON line"),
+) -> None:
+    """Inject faults while the market feed streams, then reconcile every sink with what was
+    produced (report in bench-results/chaos.json; exit 1 when a sink lost or doubled rows)."""
+    from control import chaos as chaos_run
+    from control.bench import emit, require_platform
+
+    if own_platform:
+        arguments = [a for a in sys.argv[2:] if a != "--own-platform"]
+        raise typer.Exit(chaos_run.on_side_platform(arguments))
+    try:
+        plan = chaos_run.Plan(
+            kills=kills,
+            restarts=() if no_restarts else tuple(restart),
+            kill_sync=kill_sync,
+            kill_during_optimize=kill_optimize,
+            rate=rate,
+            seed=seed,
+        )
+    except ValueError as error:
+        raise _fail(f"{error}.", 2) from None
+    settings = load_settings()
+    require_platform(settings, "chaos")
+    log = functools.partial(print, file=sys.stderr, flush=True)
+    try:
+        report = chaos_run.run(settings, plan, log)
+    except chaos_run.ChaosError as error:
+        raise _fail(f"chaos run stopped: {error}") from None
+    emit(report, "chaos", as_json)
+    if not report["passed"]:
+        raise _fail("a sink lost or doubled records, or a fault had no recovery: see above")
 
 
 @app.command()

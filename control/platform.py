@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from infra.airflow import AirflowService
 from infra.base import Service, ServiceError
@@ -24,6 +26,39 @@ from lakehouse.process import cores_used, port_bindable
 from lakehouse.settings import Settings
 
 Log = Callable[[str], None]
+
+# Drivers of a side platform live for minutes on few cores: C2 compilation and G1's threads
+# cost more CPU than they win back.
+SIDE_PLATFORM_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
+def shifted_port_env(shift: int) -> dict[str, str]:
+    """LAKEHOUSE_*_PORT variables for every port setting, moved by `shift`."""
+    env = {}
+    for name, field in Settings.model_fields.items():
+        if name.endswith("_port") or name.endswith("_port_base"):
+            env[f"LAKEHOUSE_{name.upper()}"] = str(field.default + shift)
+    return env
+
+
+def side_platform_env(home: Path, shift: int) -> dict[str, str]:
+    """The environment of a second platform on this machine (the tests', the chaos run's):
+    its own home and ports, small drivers, and Airflow's DAGs paused so that nothing starts
+    the default streams on it. Everything else of the caller's environment is kept, except
+    its LAKEHOUSE_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
+    env.update(shifted_port_env(shift))
+    env["LAKEHOUSE_HOME"] = str(home)
+    env["LAKEHOUSE_JARS_PATH"] = str(Settings().jars_dir)  # share the installed jars
+    env["LAKEHOUSE_SPARK_DRIVER_MEMORY"] = "1g"
+    env["LAKEHOUSE_SPARK_JAVA_OPTIONS"] = SIDE_PLATFORM_JAVA_OPTIONS
+    # Small inputs need few state store and shuffle partitions.
+    env["LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS"] = "2"
+    env["LAKEHOUSE_AIRFLOW_DAGS_PAUSED"] = "true"
+    env["AIRFLOW_HOME"] = str(home / "airflow")
+    # Its DAG files do not change while it runs: parse them at start, not every 30 s.
+    env["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] = "600"
+    return env
 
 
 class PlatformError(RuntimeError):

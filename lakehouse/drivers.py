@@ -12,10 +12,12 @@ The tables come from the migrations (lakehouse/migrations/), applied by `lakehou
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -23,6 +25,10 @@ import psycopg
 from lakehouse.settings import Settings
 
 LOCK_CLASS = 0x4C48  # first key of every driver lock ("LH"); the second is the job key's hash
+LOCK_CHECK_S = 3.0  # how often a driver makes sure it still holds its lock
+EXIT_LOCK_LOST = 4
+
+log = logging.getLogger(__name__)
 
 
 class DriverAlreadyRunning(RuntimeError):
@@ -60,10 +66,30 @@ def lock_holder(conn: psycopg.Connection, job_key: str) -> int | None:
     return row[0] if row else None
 
 
+def exit_now(reason: str) -> None:
+    """Leave at once, without running a single further line of the job: another driver may
+    already be taking over its tables."""
+    log.critical("%s: exiting now so that only one driver writes", reason)
+    logging.shutdown()
+    os._exit(EXIT_LOCK_LOST)
+
+
 @contextmanager
-def hold_driver_lock(settings: Settings, job_key: str) -> Iterator[None]:
-    """Held by a driver for its whole life; raises DriverAlreadyRunning if another holds it."""
+def hold_driver_lock(
+    settings: Settings,
+    job_key: str,
+    *,
+    check_s: float = LOCK_CHECK_S,
+    on_lost: Callable[[str], None] = exit_now,
+) -> Iterator[None]:
+    """Held by a driver for its whole life; raises DriverAlreadyRunning if another holds it.
+
+    The lock lives as long as this Postgres session. When the session ends under the driver
+    (Postgres restarted, the connection cut), the supervisor sees no holder and starts a new
+    driver; so a watcher checks the session every `check_s` and calls `on_lost` (by default:
+    exit at once) when it is gone."""
     conn = connect(settings)
+    stop = threading.Event()
     try:
         (acquired,) = conn.execute(
             "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(job_key))
@@ -81,9 +107,41 @@ def hold_driver_lock(settings: Settings, job_key: str) -> Iterator[None]:
                    host = EXCLUDED.host, started_at = now(), updated_at = now()""",
             {"job": job_key, "pid": os.getpid(), "pgid": os.getpgid(0), "host": host_name()},
         )
+        watcher = threading.Thread(
+            target=_watch_lock,
+            args=(conn, job_key, check_s, stop, on_lost),
+            name=f"lock-watch-{job_key}",
+            daemon=True,
+        )
+        watcher.start()
         yield
     finally:
+        stop.set()
         conn.close()  # closing the session releases the lock
+
+
+def _watch_lock(
+    conn: psycopg.Connection,
+    job_key: str,
+    check_s: float,
+    stop: threading.Event,
+    on_lost: Callable[[str], None],
+) -> None:
+    while not stop.wait(check_s):
+        try:
+            (held,) = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND pid = pg_backend_pid() AND classid::bigint = %s AND objid::bigint = %s",
+                (LOCK_CLASS, lock_key(job_key)),
+            ).fetchone()
+        except psycopg.Error as error:
+            if stop.is_set():
+                return  # the driver is leaving and closed the session itself
+            on_lost(f"{job_key} lost its lock's Postgres session ({error})".strip())
+            return
+        if not held:
+            on_lost(f"{job_key} no longer holds its lock")
+            return
 
 
 def record_heartbeat(conn: psycopg.Connection, job_key: str, query: str, batch_id=None) -> None:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from control.platform import side_platform_env
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
 
 TEST_HOME = PROJECT_ROOT / ".lakehouse-test"
 # CI or a second checkout can move its test platform elsewhere with LAKEHOUSE_TEST_PORT_SHIFT.
 TEST_PORT_SHIFT = int(os.environ.get("LAKEHOUSE_TEST_PORT_SHIFT", "100"))
 LAKEHOUSE_CLI = str(Path(sys.executable).parent / "lakehouse")
-TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 # Every service the test platform runs (`lakehouse up --no-demo --spark-cluster`).
 PLATFORM_SERVICES = (
     "postgres",
@@ -34,37 +34,7 @@ PLATFORM_SERVICES = (
     "airflow",
     "dashboard",
 )
-
-
-def shifted_port_env(shift: int) -> dict[str, str]:
-    """LAKEHOUSE_*_PORT variables for every port setting, moved by `shift`."""
-    env = {}
-    for name, field in Settings.model_fields.items():
-        if name.endswith("_port") or name.endswith("_port_base"):
-            env[f"LAKEHOUSE_{name.upper()}"] = str(field.default + shift)
-    return env
-
-
-def platform_env(home: Path, shift: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-    env.update(shifted_port_env(shift))
-    env["LAKEHOUSE_HOME"] = str(home)
-    env["LAKEHOUSE_JARS_PATH"] = str(Settings().jars_dir)  # share the installed jars
-    env["LAKEHOUSE_SPARK_DRIVER_MEMORY"] = "1g"
-    # Test drivers live for minutes on few cores: C2 compilation and G1's threads cost more
-    # CPU than they win back. Small test inputs need few state store and shuffle partitions.
-    env["LAKEHOUSE_SPARK_JAVA_OPTIONS"] = TEST_JAVA_OPTIONS
-    env["LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS"] = "2"
-    # The live DAGs would start the default streams on the test platform.
-    env["LAKEHOUSE_AIRFLOW_DAGS_PAUSED"] = "true"
-    env["AIRFLOW_HOME"] = str(home / "airflow")
-    # The DAG files do not change during a test session: parse them at start, not every 30 s
-    # (the tests run DAGs with `airflow dags test`, which parses them itself).
-    env["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] = "600"
-    return env
-
-
-TEST_ENV = platform_env(TEST_HOME, TEST_PORT_SHIFT)
+TEST_ENV = side_platform_env(TEST_HOME, TEST_PORT_SHIFT)
 # py4j logs at INFO from __del__ at interpreter exit, after pytest closed the streams.
 logging.getLogger("py4j").setLevel(logging.WARNING)
 # Everything in this process (fixtures, Spark, clients) sees the test platform.
