@@ -57,7 +57,7 @@ test-fast: install ## only the tests that need no running service
 bench: install ## benchmarks, JSON results under bench-results/
 	$(LAKEHOUSE) bench all --json
 
-# On a platform of its own (.lakehouse-chaos, ports +200): it restarts Kafka, S3 and Postgres.
+# On a platform of its own (.lakehouse-chaos, ports +300): it restarts Kafka, S3 and Postgres.
 chaos: install ## kill drivers, restart services; every sink reconciled (bench-results/chaos.json)
 	$(LAKEHOUSE) chaos --own-platform
 

@@ -21,6 +21,7 @@ from control.chaos import (
     reconcile_market,
     regenerate,
     schedule,
+    with_trade_ids,
 )
 from producers.market import MarketSimulator, SendReport
 
@@ -105,7 +106,14 @@ def lake_of(sent, *, late_accepted=(), late_quarantined=()) -> dict:
         ),
         "quarantine_market": pd.DataFrame({"reason": list(sent.malformed.elements())}),
         "trades_enriched": silver,
-        "quarantine_trades_enrichment": pd.DataFrame(rejected, columns=["trade_id", "reason"]),
+        "quarantine_trades_enrichment": with_trade_ids(
+            pd.DataFrame(
+                {
+                    "reason": [reason for _, reason in rejected],
+                    "raw_value": [json.dumps({"trade_id": t}) for t, _ in rejected],
+                }
+            )
+        ),
         "serving.trades_enriched": silver[["trade_id"]],
         "serving.trades_ohlcv_1m": bars,
         "serving.trades_live_1m": bars,
