@@ -9,7 +9,7 @@ LOCK_ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock up up-cluster down status test test-fast bench chaos lint doctor clean
+.PHONY: help install lock up up-cluster down status test test-fast bench chaos soak lint doctor clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ bench: install ## benchmarks, JSON results under bench-results/
 # On a platform of its own (.lakehouse-chaos, ports +300): it restarts Kafka, S3 and Postgres.
 chaos: install ## kill drivers, restart services; every sink reconciled (bench-results/chaos.json)
 	$(LAKEHOUSE) chaos --own-platform
+
+# On the running platform (make up): 30 minutes at 5,000 events/s.
+soak: install ## steady load; RSS, state and lag over time (bench-results/soak.json, soak.png)
+	$(LAKEHOUSE) soak
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check .

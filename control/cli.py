@@ -395,6 +395,52 @@ def chaos(
 
 
 @app.command()
+def soak(
+    minutes: float = typer.Option(30.0, min=1.0, help="how long the load runs"),
+    rate: float = typer.Option(5000.0, min=1.0, help="events/s across the Kafka pipelines"),
+    warmup_minutes: float = typer.Option(5.0, min=0.0, help="left out of the verdicts"),
+    interval_s: float = typer.Option(15.0, min=1.0, help="seconds between samples"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as one JSON line"),
+) -> None:
+    """A steady load on the running platform with Airflow's sync and maintenance: RSS, state
+    stores and Kafka lag over time (bench-results/soak.json and soak.png; exit 1 when one
+    grew). Needs `make up` with the stream drivers running."""
+    from control import soak as soak_run
+    from control.bench import RESULTS_DIR, require_platform
+    from lakehouse import drivers
+    from lakehouse.registry import load_registry
+
+    settings = load_settings()
+    require_platform(settings, "soak")
+    with drivers.connect(settings) as conn:
+        stopped = [j for j in load_registry(settings).jobs if not drivers.lock_holder(conn, j)]
+    if stopped:
+        raise _fail(f"not running: {', '.join(stopped)}; `lakehouse stream start JOB` each.", 2)
+    log = functools.partial(print, file=sys.stderr, flush=True)
+    report = soak_run.measure(
+        settings,
+        minutes=minutes,
+        rate=rate,
+        warmup_minutes=warmup_minutes,
+        interval_s=interval_s,
+        log=log,
+    )
+    RESULTS_DIR.mkdir(exist_ok=True)
+    report["plot"] = str(RESULTS_DIR / "soak.png")
+    soak_run.plot(report["samples"], warmup_minutes * 60, Path(report["plot"]))
+    (RESULTS_DIR / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            if key != "samples":
+                print(f"{key:>28}: {value}")
+        print(f"saved to {RESULTS_DIR / 'soak.json'}")
+    if not report["passed"]:
+        raise _fail("memory, state or Kafka lag grew during the soak: see above")
+
+
+@app.command()
 def replay(
     from_time: str = typer.Option(..., "--from", help="first event time to rebuild (ISO-8601)"),
     table: str = typer.Option("trades_enriched", help="a replayable table (lakehouse pipelines)"),
