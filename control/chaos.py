@@ -729,4 +729,6 @@ def on_side_platform(arguments: list[str], log: Log = print) -> int:
     try:
         return subprocess.run([cli, "chaos", *arguments], env=env, check=False).returncode
     finally:
+        # Whether every service came back from the restarts (Airflow's scheduler included).
+        subprocess.run([cli, "status"], env=env, cwd=PROJECT_ROOT, check=False)
         subprocess.run([cli, "down"], env=env, cwd=PROJECT_ROOT, check=False)
