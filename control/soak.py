@@ -166,20 +166,21 @@ def state_stores(checkpoint_root: Path) -> tuple[dict[str, float], dict[str, int
 
 
 def progress_since(settings: Settings, queries: list[str], since: float) -> tuple[int, dict]:
-    """Input rows of these queries' batches since `since` (epoch s), and every query's state
-    rows as its newest batch reported."""
+    """Input rows of these queries' batches finished since `since` (epoch s), and every
+    query's state rows as its newest batch reported. By when a batch was recorded, not when
+    it began: under load a batch takes minutes."""
     import psycopg
 
     with psycopg.connect(settings.postgres_dsn()) as conn:
         (rows,) = conn.execute(
             "SELECT coalesce(sum(input_rows), 0) FROM stream_progress"
-            " WHERE query_name = ANY(%s) AND batch_time > to_timestamp(%s)",
+            " WHERE query_name = ANY(%s) AND recorded_at > to_timestamp(%s)",
             (queries, since),
         ).fetchone()
         state = conn.execute(
             """SELECT DISTINCT ON (query_name) query_name, state_rows FROM stream_progress
-               WHERE state_rows IS NOT NULL AND batch_time > to_timestamp(%s)
-               ORDER BY query_name, batch_time DESC""",
+               WHERE state_rows IS NOT NULL AND recorded_at > to_timestamp(%s)
+               ORDER BY query_name, recorded_at DESC""",
             (since - 3600,),
         ).fetchall()
     return int(rows), {q: int(n) for q, n in state}

@@ -113,13 +113,18 @@ class AirflowService(Service):
             )
 
     def command(self) -> list[str]:
+        """The four components, each started again 5 s after it exits: the scheduler and
+        the API server exit when their metadata database goes away (a Postgres restart,
+        measured by the chaos run), and without them no DAG supervises the streams.
+        `stop` signals the whole process group, loops included."""
         airflow = shlex.quote(str(self.settings.venv_bin / "airflow"))
-        starts = " ".join(f"{airflow} {component} &" for component in _COMPONENTS)
-        return [
-            "bash",
-            "-c",
-            f'{starts} wait -n; echo "an Airflow component exited ($?); stopping"; kill 0',
-        ]
+        loops = " ".join(
+            f"while true; do {airflow} {component}; "
+            f'echo "airflow {component.split()[0]} exited ($?); starting it again in 5 s"; '
+            "sleep 5; done &"
+            for component in _COMPONENTS
+        )
+        return ["bash", "-c", f"{loops} wait"]
 
     def is_healthy(self) -> bool:
         try:

@@ -1,6 +1,7 @@
 """The data services for real: Kafka, S3, Postgres and MongoDB answer clients as users use
 them."""
 
+import os
 import uuid
 
 import boto3
@@ -240,3 +241,42 @@ def test_mongo_write_batch_stops_at_a_refused_upsert(mongo_collection):
     assert [error["code"] for error in reply["writeErrors"]] == [11000]
     assert "nModified" not in reply
     assert list(mongo_collection.find()) == [{"_id": "a", "v": 2}]  # "b" was not written
+
+
+def test_an_airflow_component_that_exits_is_started_again(platform):
+    """The scheduler exits when Postgres goes away (a restart); the service starts it again
+    instead of leaving the platform without anything that supervises the streams."""
+    import signal
+    import time
+
+    from infra.airflow import AirflowService
+
+    service = AirflowService(platform)
+
+    def scheduler() -> int | None:
+        for proc in service.process.tree():
+            try:
+                command = proc.cmdline()
+                looped = proc.parent() is not None and proc.parent().name() == "bash"
+            except Exception:  # gone while we looked
+                continue
+            if looped and "scheduler" in command and any("airflow" in c for c in command):
+                return proc.pid
+        return None
+
+    first = scheduler()
+    assert first is not None, "no Airflow scheduler process under the service"
+    service.process.log_file.touch()
+    log_size = service.process.log_file.stat().st_size
+    os.kill(first, signal.SIGTERM)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        again = scheduler()
+        if again not in (None, first) and service.is_healthy():
+            break
+        time.sleep(2)
+    else:
+        pytest.fail("the scheduler was not started again, or Airflow is not healthy")
+    with service.process.log_file.open() as log:
+        log.seek(log_size)
+        assert "airflow scheduler exited" in log.read()
