@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from collections import Counter
 from itertools import islice
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -168,3 +171,16 @@ def test_bars_are_keyed_by_utc_minute_whatever_the_timestamp_type():
     zoned = naive.assign(minute=naive["minute"].dt.tz_localize("UTC").dt.tz_convert("Asia/Tokyo"))
     assert bar_counts(naive) == bar_counts(zoned) == Counter({("A", "2026-01-01T10:00"): 3})
     assert json.dumps(list(bar_counts(naive)))  # plain keys: the report is JSON
+
+
+def test_the_cli_refuses_an_unknown_service_in_one_sentence():
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lakehouse"), "chaos", "--restart", "mongo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    output = (result.stdout + result.stderr).strip()
+    assert output.splitlines() == ["error: cannot restart mongo: choose among kafka, s3, postgres."]

@@ -19,7 +19,7 @@ SHORT = chaos.Plan(
     kill_during_optimize=False,
     rate=100.0,
     seed=5,
-    gap_s=(2.0, 10.0),
+    gap_s=(1.0, 4.0),
     supervisor_cycle_s=3.0,
 )
 
