@@ -24,7 +24,9 @@ bench_app = typer.Typer(
 RESULTS_DIR = PROJECT_ROOT / "bench-results"
 
 
-def emit(result: dict, name: str, as_json: bool) -> None:
+def emit(result: dict, name: str, as_json: bool, *, unprinted: tuple[str, ...] = ()) -> None:
+    """Save the result as JSON; print it as one JSON line, or key by key without the keys in
+    `unprinted` (long series kept for the file)."""
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
@@ -32,7 +34,8 @@ def emit(result: dict, name: str, as_json: bool) -> None:
         print(json.dumps(result))
     else:
         for key, value in result.items():
-            print(f"{key:>28}: {value}")
+            if key not in unprinted:
+                print(f"{key:>28}: {value}")
         print(f"saved to {path}")
 
 
@@ -337,17 +340,23 @@ def require_platform(settings: Settings, bench: str) -> None:
         raise typer.Exit(2)
 
 
-def _running_market(settings: Settings, bench: str) -> None:
-    """Exit with one sentence unless the platform and the market pipeline are running."""
+def require_running(settings: Settings, bench: str, jobs: list[str]) -> None:
+    """Exit with one sentence unless the platform and these stream jobs are running."""
     from lakehouse import drivers
-    from lakehouse.registry import load_registry
 
     require_platform(settings, bench)
-    job = load_registry(settings).pipeline("market").job
     with drivers.connect(settings) as conn:
-        if drivers.lock_holder(conn, job) is None:
-            _log(f"{job} is not running: `lakehouse stream start {job}` (make up starts it).")
-            raise typer.Exit(2)
+        stopped = [job for job in jobs if drivers.lock_holder(conn, job) is None]
+    for job in stopped:
+        _log(f"{job} is not running: `lakehouse stream start {job}` (make up starts it).")
+    if stopped:
+        raise typer.Exit(2)
+
+
+def _running_market(settings: Settings, bench: str) -> None:
+    from lakehouse.registry import load_registry
+
+    require_running(settings, bench, [load_registry(settings).pipeline("market").job])
 
 
 @bench_app.command("latency")

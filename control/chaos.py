@@ -44,12 +44,14 @@ import psycopg
 from lakehouse.layout import Layout
 from lakehouse.settings import PROJECT_ROOT, Settings
 from lakehouse.supervision import Action
+from spark.checkpoints import batch_in_flight
 
 JOB = "market_pipeline"
 SENTINEL = "ZZZZZ"  # a reference far ahead in event time: the watermark passes every trade
 SYNC_APPLICATION = "lakehouse-chaos-sync"  # the killed sync's Postgres application_name
 RESTARTABLE = ("kafka", "s3", "postgres")
 CHAOS_HOME = PROJECT_ROOT / ".lakehouse-chaos"
+TOPIC_PARTITIONS = 3  # of each topic of the run's namespace
 CHAOS_PORT_SHIFT = 300  # the test platform: 100, a second checkout's tests: 200
 
 Log = Callable[[str], None]
@@ -326,7 +328,7 @@ class ChaosRun:
         try:
             admin.create_topics(
                 {
-                    self.layout.topic(t.name): {"num_partitions": 3}
+                    self.layout.topic(t.name): {"num_partitions": TOPIC_PARTITIONS}
                     for p in self.job.pipelines
                     for t in p.topics
                 }
@@ -375,16 +377,9 @@ class ChaosRun:
         at = time.monotonic()
         os.killpg(state.pgid, signal.SIGKILL)
         return {
-            "mid_batch": self._bronze_batch_in_flight(),
+            "mid_batch": batch_in_flight(Path(self.layout.checkpoint("market_bronze"))),
             "recovered_s": self.wait_recovered(state.batches, at),
         }
-
-    def _bronze_batch_in_flight(self) -> bool:
-        """Bronze had planned a batch (its offsets logged) that it had not committed."""
-        checkpoint = Path(self.layout.checkpoint("market_bronze"))
-        planned = {p.name for p in (checkpoint / "offsets").glob("[0-9]*")}
-        committed = {p.name for p in (checkpoint / "commits").glob("[0-9]*")}
-        return bool(planned - committed)
 
     def restart_service(self, name: str) -> dict:
         from control import platform
@@ -566,20 +561,18 @@ class ChaosRun:
         self.log("chaos: silver did not settle in time; reconciling what is there")
 
     def kafka_messages(self) -> dict[str, int]:
-        from kafka import KafkaConsumer, TopicPartition
-
         from lakehouse.pipelines.market import REFERENCE_TOPIC, TRADES_TOPIC
+        from spark.kafka_offsets import latest_offsets
 
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
-        try:
-            counts = {}
-            for kind, topic in (("trades", TRADES_TOPIC), ("references", REFERENCE_TOPIC)):
-                name = self.layout.topic(topic)
-                partitions = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name)]
-                counts[kind] = sum(consumer.end_offsets(partitions).values())
-            return counts
-        finally:
-            consumer.close()
+        return {
+            kind: sum(
+                latest_offsets(
+                    self.settings,
+                    [(self.layout.topic(topic), p) for p in range(TOPIC_PARTITIONS)],
+                ).values()
+            )
+            for kind, topic in (("trades", TRADES_TOPIC), ("references", REFERENCE_TOPIC))
+        }
 
     def read_back(self) -> dict:
         from spark.jobs.market.live_bars import LIVE_BARS, LIVE_HOURS

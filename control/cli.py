@@ -406,16 +406,11 @@ def soak(
     stores and Kafka lag over time (bench-results/soak.json and soak.png; exit 1 when one
     grew). Needs `make up` with the stream drivers running."""
     from control import soak as soak_run
-    from control.bench import RESULTS_DIR, require_platform
-    from lakehouse import drivers
+    from control.bench import RESULTS_DIR, emit, require_running
     from lakehouse.registry import load_registry
 
     settings = load_settings()
-    require_platform(settings, "soak")
-    with drivers.connect(settings) as conn:
-        stopped = [j for j in load_registry(settings).jobs if not drivers.lock_holder(conn, j)]
-    if stopped:
-        raise _fail(f"not running: {', '.join(stopped)}; `lakehouse stream start JOB` each.", 2)
+    require_running(settings, "soak", list(load_registry(settings).jobs))
     log = functools.partial(print, file=sys.stderr, flush=True)
     report = soak_run.measure(
         settings,
@@ -428,14 +423,7 @@ def soak(
     RESULTS_DIR.mkdir(exist_ok=True)
     report["plot"] = str(RESULTS_DIR / "soak.png")
     soak_run.plot(report["samples"], warmup_minutes * 60, Path(report["plot"]))
-    (RESULTS_DIR / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
-    if as_json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            if key != "samples":
-                print(f"{key:>28}: {value}")
-        print(f"saved to {RESULTS_DIR / 'soak.json'}")
+    emit(report, "soak", as_json, unprinted=("samples",))
     if not report["passed"]:
         raise _fail("memory, state or Kafka lag grew during the soak: see above")
 

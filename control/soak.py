@@ -124,30 +124,25 @@ def verdicts(samples: list[dict], warmup_s: float, rate: float) -> dict:
 def kafka_readers(checkpoint_root: Path) -> dict[str, dict]:
     """Query -> the Kafka offsets of its newest committed batch, for every checkpoint of
     the default namespace whose source is Kafka."""
+    from spark.checkpoints import last_committed_batch
     from spark.kafka_offsets import logged_kafka_offsets
 
     readers = {}
     for checkpoint in sorted(p for p in checkpoint_root.iterdir() if p.is_dir()):
-        committed = [int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")]
-        if not committed:
-            continue
-        offsets = logged_kafka_offsets(str(checkpoint), max(committed))
+        batch = last_committed_batch(checkpoint)
+        offsets = logged_kafka_offsets(str(checkpoint), batch) if batch is not None else None
         if offsets:
             readers[checkpoint.name] = offsets
     return readers
 
 
 def kafka_lag(settings: Settings, readers: dict[str, dict]) -> dict[str, int]:
-    from kafka import KafkaConsumer, TopicPartition
+    from spark.kafka_offsets import latest_offsets
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        wanted = {TopicPartition(t, p) for offsets in readers.values() for t, p in offsets}
-        ends = consumer.end_offsets(list(wanted)) if wanted else {}
-    finally:
-        consumer.close()
+    wanted = sorted({partition for offsets in readers.values() for partition in offsets})
+    ends = latest_offsets(settings, wanted) if wanted else {}
     return {
-        query: sum(max(ends[TopicPartition(t, p)] - done, 0) for (t, p), done in offsets.items())
+        query: sum(max(ends[partition] - done, 0) for partition, done in offsets.items())
         for query, offsets in readers.items()
     }
 

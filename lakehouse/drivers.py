@@ -129,11 +129,7 @@ def _watch_lock(
 ) -> None:
     while not stop.wait(check_s):
         try:
-            (held,) = conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND pid = pg_backend_pid() AND classid::bigint = %s AND objid::bigint = %s",
-                (LOCK_CLASS, lock_key(job_key)),
-            ).fetchone()
+            held = lock_holder(conn, job_key) == conn.info.backend_pid
         except psycopg.Error as error:
             if stop.is_set():
                 return  # the driver is leaving and closed the session itself

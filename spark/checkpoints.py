@@ -34,6 +34,16 @@ def _batch_ids(folder: Path) -> list[int]:
     return sorted(int(p.name) for p in folder.glob("[0-9]*") if p.name.isdigit())
 
 
+def last_committed_batch(checkpoint: Path) -> int | None:
+    committed = _batch_ids(checkpoint / "commits")
+    return committed[-1] if committed else None
+
+
+def batch_in_flight(checkpoint: Path) -> bool:
+    """The query planned a batch (its offsets are logged) that it has not committed."""
+    return bool(set(_batch_ids(checkpoint / "offsets")) - set(_batch_ids(checkpoint / "commits")))
+
+
 # Delta's index for "every file of this version read" (far above any real file index).
 _DELTA_END_INDEX = 2**62
 

@@ -90,6 +90,15 @@ def earliest_offsets(settings: Settings, partitions: list[Partition]) -> dict[Pa
     return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
 
 
+def latest_offsets(settings: Settings, partitions: list[Partition]) -> dict[Partition, int]:
+    from kafka import TopicPartition
+
+    found = _consumer(settings.kafka_bootstrap).end_offsets(
+        [TopicPartition(topic, partition) for topic, partition in partitions]
+    )
+    return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
+
+
 def count_lost_offsets(settings: Settings, query: str, checkpoint: str, batch_id: int) -> None:
     """Called at the start of a Kafka query's foreachBatch, before the batch reads Kafka:
     counts what the batch will skip (only when the platform is set to skip rather than

@@ -19,6 +19,7 @@ import pytest
 
 from lakehouse import drivers
 from lakehouse.registry import load_registry
+from spark.checkpoints import batch_in_flight
 from tests.conftest import airflow_dags_test
 from tests.market import (
     START_MS,
@@ -53,12 +54,8 @@ def driver_pid(settings, job_key: str) -> int:
     return driver_record(settings, job_key, "pid")
 
 
-def batch_in_flight(layout) -> bool:
-    """Bronze has planned a batch (its offsets are logged) that it has not committed."""
-    checkpoint = Path(layout.checkpoint("market_bronze"))
-    planned = {p.name for p in (checkpoint / "offsets").glob("[0-9]*")}
-    committed = {p.name for p in (checkpoint / "commits").glob("[0-9]*")}
-    return bool(planned - committed)
+def bronze_batch_in_flight(layout) -> bool:
+    return batch_in_flight(Path(layout.checkpoint("market_bronze")))
 
 
 def test_supervisor_restarts_killed_and_hung_drivers_without_loss(spark, platform, layout):
@@ -84,11 +81,11 @@ def test_supervisor_restarts_killed_and_hung_drivers_without_loss(spark, platfor
     killed = driver_pid(platform, job_key)
     second = produce(layout, count=3000, seed=12, start_ms=START_MS + 3_600_000)
     deadline = time.monotonic() + 300  # polled finely: a batch lasts a few seconds
-    while not batch_in_flight(layout):
+    while not bronze_batch_in_flight(layout):
         assert time.monotonic() < deadline, "bronze planned no batch of the new records"
         time.sleep(0.1)
     os.kill(killed, signal.SIGKILL)
-    assert batch_in_flight(layout), "the batch committed before the kill landed"
+    assert bronze_batch_in_flight(layout), "the batch committed before the kill landed"
     wait_for(lambda: not running(platform, job_key), 60, "the killed driver's lock to go")
     cycle()
     assert running(platform, job_key), "one cycle after the kill the driver is not running"
