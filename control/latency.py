@@ -58,12 +58,14 @@ def spread(latencies_s: pd.Series, prefix: str = "") -> dict:
 def sustained_rate(sent_per_s: float, trades: int, commits_s: pd.Series) -> dict:
     """Whether bronze kept up: a pipeline that keeps up commits a run's trades over about as
     long as they were sent (its first commit a batch after the first send, its last a batch
-    after the last); one that falls behind takes longer, and the rate it read them at,
-    trades over the time between its first and last commit of them, is what it sustains."""
+    after the last); one that falls behind takes longer, and the rate it read them at is what
+    it sustains: the trades committed after its first commit of them (those of the first
+    were sent before that span began), over the time from that commit to its last.
+    `commits_s`: each trade's commit time."""
     took_s = float(commits_s.max() - commits_s.min()) if len(commits_s) else 0.0
     if trades == 0 or took_s <= 0:
         return {"max_sustained_rate": None}  # one commit: too short a run to tell
-    read_per_s = trades / took_s
+    read_per_s = (trades - int((commits_s == commits_s.min()).sum())) / took_s
     held = bool(read_per_s >= (1 - HELD_SLACK) * sent_per_s)
     return {
         "bronze_read_per_s": round(read_per_s, 1),
@@ -123,8 +125,10 @@ class Tables:
         return changes.filter(pc.starts_with(changes.column("trade_id"), prefix)).to_pandas()
 
     def commit_batches(self, table: str, versions: list[int]) -> dict[int, int]:
-        """Version -> the streaming batch id its `txn` action names (foreachBatch commits)."""
+        """Version -> the streaming batch id its commit names (foreachBatch commits mark it
+        in userMetadata; the first of a process also in a `txn` action)."""
         from infra.s3 import s3_client
+        from spark.delta_sink import marked_batch
 
         bucket, _, key = self.layout.table(table).removeprefix("s3a://").partition("/")
         client = s3_client(self.settings)
@@ -135,6 +139,10 @@ class Tables:
                 action = json.loads(line)
                 if "txn" in action:
                     batches[version] = int(action["txn"]["version"])
+                elif "commitInfo" in action:
+                    batch = marked_batch(action["commitInfo"].get("userMetadata"))
+                    if batch is not None:
+                        batches[version] = batch
         return batches
 
     def live_bars_times(self) -> dict[int, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -14,6 +16,8 @@ from spark.checkpoints import sink_identity
 
 if TYPE_CHECKING:
     from lakehouse.layout import Layout
+
+log = logging.getLogger(__name__)
 
 _WRITER_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
@@ -39,8 +43,8 @@ def writer_lock(writer: str) -> threading.Lock:
 def persisted(df: DataFrame) -> Iterator[DataFrame]:
     """Keep a micro-batch cached while several writes read it, then release it.
 
-    Computed here, not by the first write: when a batch is replayed after a crash, Delta
-    skips writes it already committed without running their plan, and then the stateful
+    Computed here, not by the first write: when a batch is replayed after a crash, the
+    appends it already committed are skipped without running their plan, and then the stateful
     operator would not run either. Spark takes the next watermark and the late-row counts
     from this execution; the enrichment releases trades on the strength of that watermark.
     """
@@ -52,25 +56,93 @@ def persisted(df: DataFrame) -> Iterator[DataFrame]:
         df.unpersist()
 
 
+# How many of a table's newest commits a writer searches for its own last batch when it
+# starts. Only maintenance commits to a streaming table besides its one writer, and it runs
+# inside that writer's driver, so the writer's last commit is always among the newest few.
+BATCH_MARK_SEARCH_COMMITS = 100
+
+# (writer id, table path) -> the newest batch this process appended or found there.
+_LAST_BATCH: dict[tuple[str, str], int] = {}
+
+
+def batch_mark(writer_id: str, batch_id: int) -> str:
+    """The commit's userMetadata that names the (writer, batch) it appended."""
+    return json.dumps({"writer": writer_id, "batch": batch_id}, separators=(",", ":"))
+
+
+def marked_batch(user_metadata: str | None, writer_id: str | None = None) -> int | None:
+    """The batch id a commit's userMetadata names, for `writer_id` or (None) any writer.
+    None: another writer's commit, or one without a mark (maintenance, a user's write)."""
+    try:
+        mark = json.loads(user_metadata or "")
+    except ValueError:
+        return None
+    if not isinstance(mark, dict) or (writer_id is not None and mark.get("writer") != writer_id):
+        return None
+    batch = mark.get("batch")
+    return batch if isinstance(batch, int) else None
+
+
+def last_marked_batch(user_metadata: Iterable[str | None], writer_id: str) -> int | None:
+    """The highest batch id `writer_id` marked among these commits."""
+    batches = [b for b in (marked_batch(m, writer_id) for m in user_metadata) if b is not None]
+    return max(batches, default=None)
+
+
+def _batch_in_table(spark: SparkSession, path: str, writer_id: str) -> int | None:
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    commits = (
+        DeltaTable.forPath(spark, path)
+        .history(BATCH_MARK_SEARCH_COMMITS)
+        .select("userMetadata")
+        .collect()
+    )
+    return last_marked_batch((row.userMetadata for row in commits), writer_id)
+
+
 def append_exactly_once(
     df: DataFrame, path: str, writer_id: str, batch_id: int, partitions: tuple[str, ...] = ()
 ) -> None:
-    """Append with Delta's idempotent-writer options: a replayed (writer, batch) is skipped.
+    """Append one micro-batch unless the table already has it: a replayed (writer, batch)
+    is skipped.
 
-    foreachBatch may run a batch again after a crash; Delta records (txnAppId, txnVersion)
-    in the same commit as the data, so the second write of the same batch is a no-op.
+    foreachBatch runs a batch again after a crash, with the same id. Each append marks its
+    commit with (writer, batch) in the commit's userMetadata, so the mark lands atomically
+    with the data. A writer reads the marks of the table's newest commits once per process
+    (the only time a batch can already be there); after that it knows its own last batch.
+
+    Not Delta's txnAppId/txnVersion on every append: Delta 4.4 reads a table's
+    transactions by rebuilding its whole state from the log, three Spark jobs per append
+    whatever the batch's size (docs/architecture.md). The first append of a process still
+    sets them, so batches that older versions recorded that way are skipped as well.
     `writer_id` must change when batch ids start again (a new checkpoint): see
     `append_to_tables`.
     """
-    writer = (
-        df.write.format("delta")
-        .mode("append")
-        .option("txnAppId", writer_id)
-        .option("txnVersion", str(batch_id))
+    key = (writer_id, path)
+    first_in_process = key not in _LAST_BATCH
+    known = _batch_in_table(df.sparkSession, path, writer_id) if first_in_process else None
+    known = _LAST_BATCH.get(key, known)
+    if known is not None and batch_id <= known:
+        log.info("%s: batch %d of %s is already in the table; skipped", path, batch_id, writer_id)
+        _LAST_BATCH[key] = known
+        return
+    writer = df.write.format("delta").mode("append").option(
+        "userMetadata", batch_mark(writer_id, batch_id)
     )
+    if first_in_process:
+        writer = writer.option("txnAppId", writer_id).option("txnVersion", str(batch_id))
     if partitions:
         writer = writer.partitionBy(*partitions)
-    writer.save(path)
+    try:
+        writer.save(path)
+    except BaseException:
+        # The commit may have landed before the error: look in the table again next time.
+        _LAST_BATCH.pop(key, None)
+        raise
+    _LAST_BATCH[key] = batch_id
 
 
 def append_to_tables(
