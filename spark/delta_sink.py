@@ -129,8 +129,10 @@ def append_exactly_once(
         log.info("%s: batch %d of %s is already in the table; skipped", path, batch_id, writer_id)
         _LAST_BATCH[key] = known
         return
-    writer = df.write.format("delta").mode("append").option(
-        "userMetadata", batch_mark(writer_id, batch_id)
+    writer = (
+        df.write.format("delta")
+        .mode("append")
+        .option("userMetadata", batch_mark(writer_id, batch_id))
     )
     if first_in_process:
         writer = writer.option("txnAppId", writer_id).option("txnVersion", str(batch_id))
