@@ -96,9 +96,14 @@ class Settings(BaseSettings):
     # "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC" (docs/architecture.md).
     spark_java_options: str = ""
     # Partitions Delta uses to rebuild a table's state from its log (Delta's default is 50).
-    # Every commit with txnAppId (all streaming writes) rebuilds it, and on small streaming
-    # tables 50 tiny tasks cost seconds per micro-batch; raise it for tables with huge logs.
+    # Checkpoints, maintenance, MERGE and a writer's first append in a process rebuild it; on
+    # small streaming tables 50 tiny tasks cost seconds; raise it for tables with huge logs.
     spark_delta_snapshot_partitions: int = 2
+    # Commits between two checkpoints of a lake table's log (Delta's default is 10). The commit
+    # that writes one rebuilds the table's state inside its micro-batch, 3-10 s on 2 cores;
+    # readers replay at most this many small JSON commits after the last checkpoint instead.
+    # New tables take it when created, existing ones when their writer first appends.
+    delta_checkpoint_interval: int = 100
     # Shuffle partitions, and so the state store partitions of a stateful query when its
     # checkpoint is created (an existing checkpoint keeps its own number).
     spark_shuffle_partitions: int = 8

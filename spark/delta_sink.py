@@ -89,11 +89,25 @@ def last_marked_batch(user_metadata: Iterable[str | None], writer_id: str) -> in
     return max(batches, default=None)
 
 
-def _batch_in_table(spark: SparkSession, path: str, writer_id: str) -> int | None:
+def _open_for_append(spark: SparkSession, path: str, writer_id: str) -> int | None:
+    """A writer's first look at its table in this process: the last batch it has there,
+    and the table's checkpoint interval set to the session's, should it differ (tables
+    created before the setting)."""
     from delta.tables import DeltaTable
+
+    from spark.session import CHECKPOINT_INTERVAL_DEFAULT
 
     if not DeltaTable.isDeltaTable(spark, path):
         return None
+    wanted = spark.conf.get(CHECKPOINT_INTERVAL_DEFAULT, None)
+    table = f"delta.`{path}`"
+    if wanted:
+        shown = spark.sql(f"SHOW TBLPROPERTIES {table} ('delta.checkpointInterval')").first()
+        if shown is None or shown.value != wanted:
+            log.info("%s: checkpoint interval set to %s commits", path, wanted)
+            spark.sql(
+                f"ALTER TABLE {table} SET TBLPROPERTIES ('delta.checkpointInterval' = {wanted})"
+            )
     commits = (
         DeltaTable.forPath(spark, path)
         .history(BATCH_MARK_SEARCH_COMMITS)
@@ -123,7 +137,7 @@ def append_exactly_once(
     """
     key = (writer_id, path)
     first_in_process = key not in _LAST_BATCH
-    known = _batch_in_table(df.sparkSession, path, writer_id) if first_in_process else None
+    known = _open_for_append(df.sparkSession, path, writer_id) if first_in_process else None
     known = _LAST_BATCH.get(key, known)
     if known is not None and batch_id <= known:
         log.info("%s: batch %d of %s is already in the table; skipped", path, batch_id, writer_id)

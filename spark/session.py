@@ -18,6 +18,8 @@ from lakehouse.settings import Settings, load_settings
 
 S3A_STATIC_CREDENTIALS = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+# The checkpoint interval new Delta tables take (the writers align existing ones).
+CHECKPOINT_INTERVAL_DEFAULT = "spark.databricks.delta.properties.defaults.checkpointInterval"
 
 
 class SparkSetupError(RuntimeError):
@@ -61,6 +63,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # it, and commits without data change (OPTIMIZE) add nothing to it.
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
         "spark.databricks.delta.snapshotPartitions": str(settings.spark_delta_snapshot_partitions),
+        CHECKPOINT_INTERVAL_DEFAULT: str(settings.delta_checkpoint_interval),
         "spark.pyspark.python": sys.executable,
         # pyspark's own applyInPandasWithState serializer trips a pandas FutureWarning on
         # every call; it would fill the stream logs.

@@ -4,6 +4,7 @@ import pytest
 
 from spark import delta_sink
 from spark.delta_sink import batch_mark, last_marked_batch, marked_batch
+from spark.session import CHECKPOINT_INTERVAL_DEFAULT
 
 
 def test_a_mark_names_its_writer_and_batch():
@@ -29,6 +30,7 @@ def test_the_last_batch_is_the_highest_mark_of_that_writer():
 
 @pytest.mark.spark
 def test_a_replayed_batch_is_skipped_and_appends_rebuild_no_state(spark, tmp_path):
+    """Also: the writer's first append sets the table's checkpoint interval."""
     path = str(tmp_path / "table")
     tracker = spark.sparkContext.statusTracker()
 
@@ -45,8 +47,22 @@ def test_a_replayed_batch_is_skipped_and_appends_rebuild_no_state(spark, tmp_pat
     def count() -> int:
         return spark.read.format("delta").load(path).count()
 
+    def checkpoint_interval() -> str:
+        shown = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}` ('delta.checkpointInterval')")
+        return shown.first().value
+
+    # A table made before the checkpoint interval setting: Delta's default.
+    wanted = spark.conf.get(CHECKPOINT_INTERVAL_DEFAULT)
+    spark.conf.unset(CHECKPOINT_INTERVAL_DEFAULT)
+    try:
+        spark.range(0).write.format("delta").save(path)
+    finally:
+        spark.conf.set(CHECKPOINT_INTERVAL_DEFAULT, wanted)
+    assert checkpoint_interval() != wanted
+
     delta_sink._LAST_BATCH.clear()
     append(0, 5)
+    assert checkpoint_interval() == wanted == "100"
     jobs_later = [append(1, 5), append(2, 5)]
     # Only the write itself: no rebuild of the table's state (three more jobs per append).
     assert jobs_later == [1, 1]
