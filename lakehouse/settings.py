@@ -105,8 +105,11 @@ class Settings(BaseSettings):
     # New tables take it when created, existing ones when their writer first appends.
     delta_checkpoint_interval: int = 100
     # Shuffle partitions, and so the state store partitions of a stateful query when its
-    # checkpoint is created (an existing checkpoint keeps its own number).
-    spark_shuffle_partitions: int = 8
+    # checkpoint is created (an existing checkpoint keeps its own number): one per core of
+    # the machine. Each is a RocksDB instance and a Python call per micro-batch; 8 on 2 cores
+    # cost the market enrichment a third of its latency (docs/benchmarks.md). Raise it before
+    # a stream's first start when the stream will move to a bigger cluster.
+    spark_shuffle_partitions: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2))
     spark_worker_cores: int = 2
     spark_worker_memory: str = "2g"
     airflow_parallelism: int = 4

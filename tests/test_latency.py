@@ -2,6 +2,7 @@
 running platform and is `lakehouse bench latency`."""
 
 import pandas as pd
+import pytest
 
 from control.latency import latencies, spread, sustained_rate
 
@@ -26,28 +27,27 @@ def test_spread_is_nearest_rank_and_says_when_nothing_was_seen():
     assert spread(pd.Series([None], dtype=float)) == {"seen": 0}
 
 
-def commit_times(*commits: tuple[float, int]) -> pd.Series:
-    """Each trade's commit time, from (commit time, trades in it) pairs."""
-    return pd.Series([at for at, trades in commits for _ in range(trades)])
+def run(rate: float, reads: float, seconds: int = 60, batch_s: float = 5.0):
+    """Send times and bronze latencies of a run sent at `rate`/s to a stream that reads
+    `reads`/s in batches `batch_s` apart (so latencies saw-tooth by up to a batch)."""
+    sent = pd.Series([i / rate for i in range(int(rate * seconds))])
+    queued = sent * (rate / reads - 1) if reads < rate else 0.0
+    return sent + 1000.0, 3.0 + (-sent % batch_s) + queued
 
 
 def test_bronze_that_falls_behind_says_what_it_kept_up_with():
-    # 600k trades sent over 60 s at 10,000/s; after the first commit (100k of them, sent before
-    # it), bronze committed 500k in the 100 s to its last: it sustained 5,000/s.
-    behind = sustained_rate(
-        10_000, 600_000, commit_times((1010.0, 100_000), (1060.0, 250_000), (1110.0, 250_000))
-    )
-    assert behind == {"bronze_read_per_s": 5000.0, "rate_held": False, "max_sustained_rate": 5000.0}
-    # Committed over about as long as they were sent, however late the first commit.
-    held = sustained_rate(
-        10_000, 600_000, commit_times((1040.0, 50_000), (1070.0, 300_000), (1095.0, 250_000))
-    )
+    # Sent at 10,000/s, read at 5,000/s: the latency grows by a second every second.
+    behind = sustained_rate(10_000, *run(10_000, 5_000))
+    assert behind["rate_held"] is False
+    assert behind["max_sustained_rate"] == pytest.approx(5_000, rel=0.01)
+    # Read as fast as sent: the saw-tooth of the batches is not growth.
+    held = sustained_rate(10_000, *run(10_000, 12_000))
     assert held["rate_held"] and held["max_sustained_rate"] == 10_000
-    # A large first commit does not pass for speed: 550k in 55 s after it is 10,000/s, but
-    # all 600k over those 55 s would have looked like 10,900/s.
-    first_large = sustained_rate(11_000, 600_000, commit_times((1000.0, 50_000), (1055.0, 550_000)))
-    assert first_large["bronze_read_per_s"] == 10_000.0 and not first_large["rate_held"]
-    # All in one commit: the run was too short to tell.
-    assert sustained_rate(10_000, 5_000, commit_times((1040.0, 5_000))) == {
+    # A long last batch does not pass for falling behind.
+    sent, latency = run(10_000, 12_000)
+    latency.iloc[-50_000:] += 8.0
+    assert sustained_rate(10_000, sent, latency)["rate_held"]
+    # One instant: too short a run to tell.
+    assert sustained_rate(10_000, pd.Series([5.0, 5.0]), pd.Series([1.0, 2.0])) == {
         "max_sustained_rate": None
     }

@@ -4,9 +4,9 @@ extract: the Kafka source (offsets in the checkpoint).
 transform: the kit's bronze routing (spark/bronze.py) with the market's contracts
   (lakehouse/pipelines/market.py): a valid trade, a valid reference update, or quarantine
   with the reason, the raw payload and the Kafka position. Pure DataFrame -> DataFrame.
-load: one foreachBatch that appends the three outputs to their Delta tables with
-  `txnAppId`/`txnVersion` = (query name and checkpoint id, batch id): a batch replayed after
-  a crash is skipped by Delta, so every Kafka record lands exactly once in exactly one table.
+load: one foreachBatch that appends the three outputs to their Delta tables, each commit
+  marked with (query name and checkpoint id, batch id): a batch replayed after a crash is
+  skipped (spark/delta_sink.py), so every Kafka record lands exactly once in exactly one table.
 """
 
 from __future__ import annotations
