@@ -54,6 +54,8 @@ def side_platform_env(home: Path, shift: int) -> dict[str, str]:
     env["LAKEHOUSE_SPARK_JAVA_OPTIONS"] = SIDE_PLATFORM_JAVA_OPTIONS
     # Small inputs need few state store and shuffle partitions.
     env["LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS"] = "2"
+    # Short runs that wait for commits: batches as often as they can keep up.
+    env["LAKEHOUSE_STREAM_TRIGGER_S"] = "5"
     env["LAKEHOUSE_AIRFLOW_DAGS_PAUSED"] = "true"
     env["AIRFLOW_HOME"] = str(home / "airflow")
     # Its DAG files do not change while it runs: parse them at start, not every 30 s.

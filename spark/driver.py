@@ -193,7 +193,9 @@ def run(
 def main(
     job: str = typer.Option(..., help="a registered streaming job"),
     once: bool = typer.Option(False, "--once", help="process what is available now, then exit"),
-    interval: float = typer.Option(5.0, min=0.0, help="seconds between micro-batches"),
+    interval: float | None = typer.Option(
+        None, min=0.0, help="seconds between micro-batches; default: settings.stream_trigger_s"
+    ),
     master: str = typer.Option("", help="Spark master; default: the configured one"),
     max_offsets: int = typer.Option(0, min=0, help="Kafka records per micro-batch (0: all)"),
     param: list[str] = typer.Option([], help="a pipeline's parameter: pipeline.name=value"),
@@ -214,7 +216,8 @@ def main(
     require_services(settings)
     try:
         with hold_driver_lock(settings, stream_job.key(namespace)):
-            options = RunOptions(once, interval, master, max_offsets)
+            trigger_s = settings.stream_trigger_s if interval is None else interval
+            options = RunOptions(once, trigger_s, master, max_offsets)
             report = run(settings, stream_job, layout, factories, options)
     except DriverAlreadyRunning as error:
         typer.echo(f"{error}: not starting a second driver (stop it first).")
