@@ -137,8 +137,10 @@ def append_exactly_once(
     """
     key = (writer_id, path)
     first_in_process = key not in _LAST_BATCH
-    known = _open_for_append(df.sparkSession, path, writer_id) if first_in_process else None
-    known = _LAST_BATCH.get(key, known)
+    if first_in_process:
+        known = _open_for_append(df.sparkSession, path, writer_id)
+    else:
+        known = _LAST_BATCH[key]
     if known is not None and batch_id <= known:
         log.info("%s: batch %d of %s is already in the table; skipped", path, batch_id, writer_id)
         _LAST_BATCH[key] = known
