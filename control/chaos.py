@@ -1,26 +1,26 @@
-"""A chaos run of the market pipeline (`lakehouse chaos`, `make chaos`).
+"""A chaos run of every audited pipeline (`lakehouse chaos`, `make chaos`).
 
-While the market producer sends live trades with duplicates, late and malformed records,
-the run injects faults one after another, each after a random pause:
-- SIGKILL of the streaming driver's whole process group (`Plan.kills` times);
+While each pipeline's producer sends live records with duplicates, late and malformed ones
+(its audit says how: lakehouse/audit.py), the run injects faults one after another, each
+after a random pause:
+- SIGKILL of a streaming driver's whole process group, a random one each time
+  (`Plan.kills` times);
 - a restart of the Kafka broker, the S3 server and Postgres (once each);
 - a SIGKILL of the Postgres sync inside its transaction;
-- a SIGKILL of the driver while it runs an OPTIMIZE.
+- a SIGKILL of a driver while it runs an OPTIMIZE.
 Nothing is repaired by hand: the supervisor's own cycle (`supervision.supervise`, what the
-stream_supervisor DAG runs once a minute) runs every few seconds and starts the driver
-again. After each fault the run waits until a driver holds the job's lock and has committed
-a new batch: the fault's recovery time.
+stream_supervisor DAG runs once a minute) runs every few seconds and starts drivers again.
+After each fault the run waits until the drivers it touched hold their job's lock and have
+committed a new batch: the fault's recovery time.
 
-Then the producer stops, a sentinel reference moves the watermark past every trade, the
-stream drains, the sync runs once more, and every sink is reconciled with what the
-producer sent. The producer's stream is deterministic per seed, so its report's message
-count is enough to regenerate which trade ids it sent on time, late and twice. Each sink's
-expected content is a multiset of keys; `lost` is what is expected and missing, and
-`duplicated` what is found beyond the expected (a second copy, or a row nobody sent).
+Then the producers stop, each audit pushes event time past what it sent, the streams drain,
+the sync runs once more, and every sink of every pipeline is reconciled with what its
+producer sent.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -31,33 +31,34 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from itertools import islice
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 import psycopg
 
+from control.consume import TopicReader
+from lakehouse.audit import ChaosAudit
+from lakehouse.kit import Pipeline, StreamJob
 from lakehouse.layout import Layout
+from lakehouse.registry import Registry
 from lakehouse.settings import PROJECT_ROOT, Settings
 from lakehouse.supervision import Action
 from spark.checkpoints import batch_in_flight
 
-JOB = "market_pipeline"
-SENTINEL = "ZZZZZ"  # a reference far ahead in event time: the watermark passes every trade
 SYNC_APPLICATION = "lakehouse-chaos-sync"  # the killed sync's Postgres application_name
 RESTARTABLE = ("kafka", "s3", "postgres")
 CHAOS_HOME = PROJECT_ROOT / ".lakehouse-chaos"
 TOPIC_PARTITIONS = 3  # of each topic of the run's namespace
 CHAOS_PORT_SHIFT = 300  # the test platform: 100, a second checkout's tests: 200
+DRAIN_TIMEOUT_S = 900.0
 
 Log = Callable[[str], None]
 
 
-# ---- the plan and the reconciliation (pure) ------------------------------------------
+# ---- the plan and the verdict (pure) -------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,12 @@ class Plan:
     restarts: tuple[str, ...] = RESTARTABLE
     kill_sync: bool = True
     kill_during_optimize: bool = True
-    rate: float = 200.0  # events/s from the producer for the whole run
+    rate: float = 200.0  # events/s from each pipeline's producer for the whole run
     seed: int = 7
-    symbols: int = 20
     gap_s: tuple[float, float] = (2.0, 20.0)  # pause before each fault, drawn uniformly
     recovery_timeout_s: float = 420.0
     supervisor_cycle_s: float = 5.0
-    duplicate_fraction: float = 0.02
-    late_fraction: float = 0.02
-    malformed_fraction: float = 0.02
+    pipelines: tuple[str, ...] = ()  # the audited pipelines to run (empty: every one)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.restarts) - set(RESTARTABLE))
@@ -82,17 +80,6 @@ class Plan:
             raise ValueError(
                 f"cannot restart {', '.join(unknown)}: choose among {', '.join(RESTARTABLE)}"
             )
-
-    def simulator(self) -> dict:
-        """The MarketSimulator options of the run's producer."""
-        return {
-            "symbols": self.symbols,
-            "seed": self.seed,
-            "reference_every": 50,
-            "late_fraction": self.late_fraction,
-            "duplicate_fraction": self.duplicate_fraction,
-            "malformed_fraction": self.malformed_fraction,
-        }
 
 
 def schedule(plan: Plan, rng: random.Random) -> list[str]:
@@ -104,156 +91,26 @@ def schedule(plan: Plan, rng: random.Random) -> list[str]:
     return faults
 
 
-@dataclass(frozen=True)
-class Sent:
-    """What the producer sent, by kind; keys are what the sinks keep of each message."""
-
-    on_time: Counter = field(default_factory=Counter)  # trade id -> copies (first + repeats)
-    late: Counter = field(default_factory=Counter)  # late trade id -> copies
-    repeats: Counter = field(default_factory=Counter)  # on-time trade id -> repeated copies
-    references: Counter = field(default_factory=Counter)  # symbol -> updates
-    malformed: Counter = field(default_factory=Counter)  # reason -> messages
-
-    @property
-    def trade_messages(self) -> int:
-        return total(self.on_time) + total(self.late) + total(self.malformed)
+def audited(registry: Registry, names: tuple[str, ...] = ()) -> list[Pipeline]:
+    """The pipelines that declare an audit, or the named ones (each must declare one)."""
+    if not names:
+        return [p for p in registry.pipelines if p.audit]
+    chosen = [registry.pipeline(name) for name in names]
+    without = [p.name for p in chosen if not p.audit]
+    if without:
+        raise ValueError(f"no chaos audit declared for {', '.join(without)}")
+    return chosen
 
 
-def regenerate(simulator: dict, messages: int) -> Sent:
-    """The first `messages` messages of the producer's stream for these options (the ids and
-    kinds do not depend on the clock, only on the seed)."""
-    from producers.market import MarketSimulator
-
-    sent = Sent()
-    for message in islice(MarketSimulator(**simulator).messages(0, None, 1), messages):
-        if message.kind == "references":
-            sent.references[message.key.decode()] += 1
-        elif message.kind == "malformed":
-            sent.malformed[message.reason] += 1
-        else:
-            trade_id = json.loads(message.value)["trade_id"]
-            if message.kind == "late" or trade_id in sent.late:
-                sent.late[trade_id] += 1
-            else:
-                sent.on_time[trade_id] += 1
-                if message.kind == "duplicates":
-                    sent.repeats[trade_id] += 1
-    return sent
-
-
-def total(counts: Counter) -> int:
-    return sum(counts.values())
-
-
-def reconcile(expected: Counter, found: Counter, produced: int | None = None) -> dict:
-    """One sink's line of the report."""
-    return {
-        "produced": total(expected) if produced is None else produced,
-        "expected": total(expected),
-        "found": total(found),
-        "lost": total(expected - found),
-        "duplicated": total(found - expected),
-    }
-
-
-def once(keys) -> Counter:
-    return Counter(dict.fromkeys(keys, 1))
-
-
-def reconcile_market(sent: Sent, lake: dict[str, pd.DataFrame], kafka: dict[str, int]) -> dict:
-    """Every sink of the market pipeline against what was sent. `lake` holds the tables
-    read back (Delta and Postgres), `kafka` the messages each topic holds."""
-    silver = lake["trades_enriched"]
-    silver_ids = Counter(silver["trade_id"])
-    late_accepted = [t for t in silver_ids if t in sent.late]
-    rejected = lake["quarantine_trades_enrichment"]
-    on_time_rejected = rejected[rejected["trade_id"].isin(sent.on_time.keys())]
-    late_rejected = rejected[rejected["trade_id"].isin(sent.late.keys())]
-    references = sent.references + Counter({SENTINEL: 1})
-    sinks = {
-        "kafka.trades": reconcile(
-            Counter(messages=sent.trade_messages), Counter(messages=kafka["trades"])
-        ),
-        "kafka.references": reconcile(
-            Counter(messages=total(references)), Counter(messages=kafka["references"])
-        ),
-        "delta.bronze_trades": reconcile(
-            sent.on_time + sent.late, Counter(lake["bronze_trades"]["trade_id"])
-        ),
-        "delta.bronze_company_reference": reconcile(
-            references, Counter(lake["bronze_company_reference"]["symbol"])
-        ),
-        "delta.quarantine_market": reconcile(
-            sent.malformed, Counter(lake["quarantine_market"]["reason"])
-        ),
-        # Each on-time trade once; a late one once if the stream accepted it.
-        "delta.trades_enriched": reconcile(
-            once(sent.on_time) + once(late_accepted),
-            silver_ids,
-            produced=len(sent.on_time) + len(sent.late),
-        ),
-        # Each repeated copy of an on-time trade, as a duplicate.
-        "delta.quarantine_trades_enrichment": reconcile(
-            Counter({(t, "duplicate_trade_id"): n for t, n in sent.repeats.items()}),
-            Counter(zip(on_time_rejected["trade_id"], on_time_rejected["reason"], strict=True)),
-        ),
-        "postgres.trades_enriched": reconcile(
-            silver_ids, Counter(lake["serving.trades_enriched"]["trade_id"])
-        ),
-        "postgres.trades_ohlcv_1m": reconcile(
-            minute_counts(silver), bar_counts(lake["serving.trades_ohlcv_1m"])
-        ),
-        "postgres.trades_live_1m": reconcile(
-            minute_counts(live_window(silver, lake["live_hours"])),
-            bar_counts(lake["serving.trades_live_1m"]),
-        ),
-    }
-    copies = total(sent.late)
-    accepted, quarantined = len(late_accepted), len(late_rejected)
-    late = {
-        "copies_sent": copies,
-        "accepted": accepted,
-        "quarantined": quarantined,
-        # What neither silver nor the quarantine holds: Spark dropped it behind the watermark.
-        "dropped_by_watermark": copies - accepted - quarantined,
-    }
-    # Reference updates that reached the enrichment behind the watermark (after an outage a
-    # batch can span more event time than the delay: docs/architecture.md, "Known gap").
-    late["references_quarantined"] = int((rejected["reason"] == "late_reference").sum())
-    return {"sinks": sinks, "late_trades": late}
-
-
-def with_trade_ids(quarantine: pd.DataFrame) -> pd.DataFrame:
-    """The quarantine keeps the refused row as JSON: its trade id (None for a reference)."""
-    ids = [json.loads(raw).get("trade_id") for raw in quarantine["raw_value"]]
-    return quarantine.assign(trade_id=pd.Series(ids, index=quarantine.index, dtype=object))
-
-
-def minute_key(times: pd.Series) -> pd.Series:
-    """UTC minute as text, from naive-UTC or zoned timestamps of any unit."""
-    return pd.to_datetime(times, utc=True).dt.floor("min").dt.strftime("%Y-%m-%dT%H:%M")
-
-
-def minute_counts(trades: pd.DataFrame) -> Counter:
-    """Trades per (symbol, minute): what each one-minute bar must count."""
-    return Counter(zip(trades["symbol"], minute_key(trades["event_time"]), strict=True))
-
-
-def bar_counts(bars: pd.DataFrame) -> Counter:
-    keys = zip(bars["symbol"], minute_key(bars["minute"]), strict=True)
-    return Counter({key: int(n) for key, n in zip(keys, bars["trade_count"], strict=True) if n})
-
-
-def live_window(trades: pd.DataFrame, hours: float) -> pd.DataFrame:
-    """The trades the live bars keep: minutes within `hours` of the newest one."""
-    minutes = pd.to_datetime(trades["event_time"], utc=True).dt.floor("min")
-    return trades[minutes >= minutes.max() - pd.Timedelta(hours=hours)]
+def load_audit(pipeline: Pipeline) -> ChaosAudit:
+    module, _, attribute = (pipeline.audit or "").partition(":")
+    return getattr(importlib.import_module(module), attribute or "AUDIT")
 
 
 def passed(report: dict) -> bool:
     return (
         all(s["lost"] == 0 and s["duplicated"] == 0 for s in report["sinks"].values())
-        and report["late_trades"]["dropped_by_watermark"] >= 0
+        and not any(p.get("problems") for p in report["pipelines"].values())
         and all(f.get("recovered_s") is not None for f in report["faults"])
     )
 
@@ -272,6 +129,48 @@ class Driver:
     pgid: int | None
 
 
+class LakeReader:
+    """The readers an audit reads its sinks with (lakehouse.audit.Lake), on one namespace."""
+
+    def __init__(self, settings: Settings, layout: Layout) -> None:
+        self.settings = settings
+        self.layout = layout
+        self._topics: dict[str, TopicReader] = {}
+
+    def delta(self, table: str, columns: list[str]) -> pd.DataFrame:
+        from lakehouse.serving_sync import open_table, plain_strings
+
+        found = open_table(self.settings, self.layout.table(table))
+        if found is None:
+            return pd.DataFrame(columns=columns)
+        return plain_strings(found.to_pyarrow_table(columns=columns)).to_pandas()
+
+    def postgres(self, table: str, columns: list[str]) -> pd.DataFrame:
+        with psycopg.connect(self.settings.postgres_dsn()) as conn:
+            rows = conn.execute(
+                f"SELECT {', '.join(columns)} FROM {self.layout.serving_schema}.{table}"
+            ).fetchall()
+        return pd.DataFrame(rows, columns=columns)
+
+    def kafka_values(self, topic: str) -> list[bytes]:
+        # Kept open: the drain polls every few seconds, and each poll reads only what is new.
+        if topic not in self._topics:
+            self._topics[topic] = TopicReader(self.settings, self.layout.topic(topic))
+        return list(self._topics[topic].read())
+
+    def close(self) -> None:
+        for reader in self._topics.values():
+            reader.close()
+        self._topics.clear()
+
+    def mongo(self, collection: str) -> list[dict]:
+        from lakehouse.mongo import mongo_client
+
+        with mongo_client(self.settings) as client:
+            database = client[self.settings.mongo_database]
+            return list(database[self.layout.collection(collection)].find())
+
+
 class ChaosRun:
     def __init__(self, settings: Settings, plan: Plan, log: Log = print) -> None:
         self.settings = settings
@@ -279,42 +178,105 @@ class ChaosRun:
         self.log = log
         self.rng = random.Random(plan.seed)
         self.layout = Layout(settings, f"chaos{uuid.uuid4().hex[:8]}")
-        self.job = self.layout.registry.job(JOB)
-        self.job_key = self.job.key(self.layout.namespace)
+        registry = self.layout.registry
+        self.pipelines = audited(registry, plan.pipelines)
+        if not self.pipelines:
+            raise ChaosError("no registered pipeline declares a chaos audit")
+        self.audits = {p.name: load_audit(p) for p in self.pipelines}
+        self.jobs = list({p.job: registry.job(p.job) for p in self.pipelines}.values())
+        if plan.kill_sync and not any(p.serving for p in self.pipelines):
+            raise ChaosError("no pipeline of the run has serving tables to sync: --no-kill-sync")
+        if plan.kill_during_optimize and not self.optimized_table():
+            raise ChaosError("no pipeline of the run has a partitioned Delta table to OPTIMIZE")
+        self.lake = LakeReader(settings, self.layout)
         self.began = time.monotonic()
         self.faults: list[dict] = []
         self._stop_supervisor = threading.Event()
 
+    def optimized_table(self) -> str | None:
+        """The table compacted when a driver is killed during an OPTIMIZE: the first
+        partitioned one (the market's bronze trades)."""
+        tables = [t.name for p in self.pipelines for t in p.tables if t.partitions]
+        return tables[0] if tables else None
+
+    def key(self, job: StreamJob) -> str:
+        return job.key(self.layout.namespace)
+
     # -- the platform's state
 
-    def driver(self) -> Driver | None:
+    def driver(self, job: StreamJob) -> Driver | None:
         """None while Postgres does not answer."""
         from lakehouse.drivers import connect, lock_holder
         from lakehouse.supervision import committed_batches
 
+        key = self.key(job)
         try:
             with connect(self.settings) as conn:
                 row = conn.execute(
-                    "SELECT pgid FROM stream_drivers WHERE job_key = %s", (self.job_key,)
+                    "SELECT pgid FROM stream_drivers WHERE job_key = %s", (key,)
                 ).fetchone()
                 return Driver(
-                    alive=lock_holder(conn, self.job_key) is not None,
-                    batches=committed_batches(conn, self.job_key),
+                    alive=lock_holder(conn, key) is not None,
+                    batches=committed_batches(conn, key),
                     pgid=row[0] if row else None,
                 )
         except psycopg.OperationalError:
             return None
 
-    def wait_recovered(self, batches_before: int, since: float) -> float | None:
-        """Seconds from `since` until a driver holds the lock and has committed a batch past
-        `batches_before`; None when that does not happen within the plan's timeout."""
+    def batches(self) -> dict[str, int]:
+        """Batches committed so far per job (0 while Postgres does not answer)."""
+        states = {job.name: self.driver(job) for job in self.jobs}
+        return {name: state.batches if state else 0 for name, state in states.items()}
+
+    def wait_recovered(self, batches_before: dict[str, int], since: float) -> float | None:
+        """Seconds from `since` until a driver of each job in `batches_before` holds its lock
+        and has committed a batch past the count given; None when that does not happen within
+        the plan's timeout."""
         deadline = since + self.plan.recovery_timeout_s
+        waiting = {job.name: job for job in self.jobs if job.name in batches_before}
         while time.monotonic() < deadline:
-            state = self.driver()
-            if state and state.alive and state.batches > batches_before:
+            for name, job in list(waiting.items()):
+                state = self.driver(job)
+                if state and state.alive and state.batches > batches_before[name]:
+                    del waiting[name]
+            if not waiting:
                 return round(time.monotonic() - since, 1)
             time.sleep(0.5)
         return None
+
+    def kafka_lag(self, pipelines: list[Pipeline]) -> int | None:
+        """Messages of their topics that their Kafka queries' last committed batches did not
+        reach; None while a pipeline with topics has no committed Kafka batch yet."""
+        from spark.checkpoints import last_committed_batch
+        from spark.kafka_offsets import latest_offsets, logged_kafka_offsets
+
+        lag = 0
+        for pipeline in pipelines:
+            read = False
+            for query in pipeline.all_queries:
+                checkpoint = self.layout.checkpoint(query)
+                batch = last_committed_batch(Path(checkpoint))
+                logged = logged_kafka_offsets(checkpoint, batch) if batch is not None else None
+                if not logged:
+                    continue  # no batch yet, or not a Kafka source
+                read = True
+                latest = latest_offsets(self.settings, list(logged))
+                lag += sum(max(0, latest[p] - logged[p]) for p in logged)
+            if pipeline.topics and not read:
+                return None
+        return lag
+
+    def wait_caught_up(self, pipelines: list[Pipeline], why: str) -> float:
+        """Until their Kafka queries have committed everything their topics hold now."""
+        since = time.monotonic()
+        deadline = since + self.plan.recovery_timeout_s
+        while time.monotonic() < deadline:
+            lag = self.kafka_lag(pipelines)
+            if lag == 0:
+                return round(time.monotonic() - since, 1)
+            time.sleep(1)
+        names = ", ".join(p.name for p in pipelines)
+        raise ChaosError(f"{names} did not read their topics to the end {why}")
 
     def _now(self) -> float:
         return round(time.monotonic() - self.began, 1)
@@ -329,7 +291,7 @@ class ChaosRun:
             admin.create_topics(
                 {
                     self.layout.topic(t.name): {"num_partitions": TOPIC_PARTITIONS}
-                    for p in self.job.pipelines
+                    for p in self.pipelines
                     for t in p.topics
                 }
             )
@@ -340,53 +302,46 @@ class ChaosRun:
         from lakehouse.supervision import supervise
 
         while not self._stop_supervisor.wait(self.plan.supervisor_cycle_s):
-            try:
-                decision = supervise(self.settings, self.job, self.layout.namespace)
-            except Exception as error:  # a service is down: the next cycle tries again
-                self.log(f"supervisor: {str(error).splitlines()[0][:200]}")
-                continue
-            if decision.action is not Action.HEALTHY:
-                self.log(f"supervisor: {decision.action} ({decision.reason})")
+            for job in self.jobs:
+                try:
+                    decision = supervise(self.settings, job, self.layout.namespace)
+                except Exception as error:  # a service is down: the next cycle tries again
+                    self.log(f"supervisor: {job.name}: {str(error).splitlines()[0][:200]}")
+                    continue
+                if decision.action is not Action.HEALTHY:
+                    self.log(f"supervisor: {job.name}: {decision.action} ({decision.reason})")
 
-    def start_producer(self) -> subprocess.Popen:
-        from lakehouse.pipelines.market import REFERENCE_TOPIC, TRADES_TOPIC
-
-        options = self.plan.simulator()
-        flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "producers.market",
-                f"--rate={self.plan.rate}",
-                f"--trades-topic={self.layout.topic(TRADES_TOPIC)}",
-                f"--reference-topic={self.layout.topic(REFERENCE_TOPIC)}",
-                *flags,
-            ],
-            cwd=PROJECT_ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+    def start_producers(self) -> dict[str, subprocess.Popen]:
+        return {
+            name: subprocess.Popen(
+                audit.producer_command(self.layout, self.plan.rate, self.plan.seed),
+                cwd=PROJECT_ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for name, audit in self.audits.items()
+        }
 
     # -- the faults
 
     def kill_driver(self) -> dict:
-        state = self.driver()
+        job = self.rng.choice(self.jobs)
+        state = self.driver(job)
         if not state or not state.alive or not state.pgid:
-            raise ChaosError("the driver is not running when it should be killed")
+            raise ChaosError(f"{job.name}'s driver is not running when it should be killed")
         at = time.monotonic()
         os.killpg(state.pgid, signal.SIGKILL)
         return {
-            "mid_batch": batch_in_flight(Path(self.layout.checkpoint("market_bronze"))),
-            "recovered_s": self.wait_recovered(state.batches, at),
+            "job": job.name,
+            "mid_batch": batch_in_flight(Path(self.layout.checkpoint(job.queries[0]))),
+            "recovered_s": self.wait_recovered({job.name: state.batches}, at),
         }
 
     def restart_service(self, name: str) -> dict:
         from control import platform
 
         service = next(s for s in platform.services(self.settings, demo=False) if s.name == name)
-        state = self.driver()
-        before = state.batches if state else 0
+        before = self.batches()
         at = time.monotonic()
         service.process.stop(self.settings.service_stop_timeout_s)
         down_at = time.monotonic()
@@ -399,10 +354,12 @@ class ChaosRun:
         }
 
     def _sync(self, env: dict[str, str] | None = None) -> subprocess.Popen:
+        chosen = [p.name for p in self.pipelines if p.serving]
         return subprocess.Popen(
             [
                 *(sys.executable, "-m", "lakehouse.serving_sync"),
-                *("--namespace", self.layout.namespace, "--pipeline", "market"),
+                *("--namespace", self.layout.namespace),
+                *(arg for name in chosen for arg in ("--pipeline", name)),
             ],
             cwd=PROJECT_ROOT,
             env=env,
@@ -454,28 +411,36 @@ class ChaosRun:
     def kill_during_optimize(self, attempts: int = 4) -> dict:
         from lakehouse import maintenance
 
+        table = self.optimized_table()
+        _, job = self.layout.registry.owner(table)
         landed = False
         for attempt in range(1, attempts + 1):
             # Negative: today's partition counts as closed, so there is something to compact.
             request = maintenance.submit(
-                self.settings, self.job_key, "bronze_trades", "optimize", closed_after_hours=-24
+                self.settings, self.key(job), table, "optimize", closed_after_hours=-24
             )
             status = self._wait_request(request, ("running", "done", "failed"))
             if status == "running":
-                state = self.driver()
+                state = self.driver(job)
                 if state and state.alive and state.pgid:
-                    before, at = state.batches, time.monotonic()
+                    before, at = {job.name: state.batches}, time.monotonic()
                     os.killpg(state.pgid, signal.SIGKILL)
                     landed = True
                     break
             self.log(f"chaos: the OPTIMIZE was {status} before it was caught (try {attempt})")
             time.sleep(10)
         if not landed:
-            return {"landed_during_optimize": False, "attempts": attempt, "recovered_s": None}
+            return {
+                "job": job.name,
+                "landed_during_optimize": False,
+                "attempts": attempt,
+                "recovered_s": None,
+            }
         recovered = self.wait_recovered(before, at)
         # The new driver takes the interrupted request up again.
         result = maintenance.wait(self.settings, [request], self.plan.recovery_timeout_s)
         return {
+            "job": job.name,
             "landed_during_optimize": True,
             "attempts": attempt,
             "recovered_s": recovered,
@@ -507,141 +472,99 @@ class ChaosRun:
 
     # -- the end
 
-    def send_sentinel(self) -> None:
-        from kafka import KafkaProducer
+    # -- the end
 
-        from lakehouse.pipelines.market import REFERENCE_TOPIC
+    def drain(self, produced: dict[str, dict]) -> None:
+        """Until every audit says its last sinks hold all they will, then one more while for
+        batches still in flight (what they add must show as duplicated, not go unseen)."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        waiting = dict(self.audits)
+        while waiting and time.monotonic() < deadline:
+            for name, audit in list(waiting.items()):
+                if audit.settled(produced[name], audit.read_back(self.lake)):
+                    del waiting[name]
+            if waiting:
+                self.log(f"chaos: draining, waiting for {', '.join(waiting)}")
+                time.sleep(5)
+        if waiting:
+            self.log(f"chaos: {', '.join(waiting)} did not settle in time; reconciling them")
+        time.sleep(3 * self.settings.stream_trigger_s)
 
-        value = {
-            "schema_version": 1,
-            "symbol": SENTINEL,
-            "company_name": "Sentinel",
-            "sector": "Sentinel",
-            "event_timestamp": int(time.time() * 1000) + 24 * 3600 * 1000,
-        }
-        producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
-        try:
-            producer.send(
-                self.layout.topic(REFERENCE_TOPIC),
-                key=SENTINEL.encode(),
-                value=json.dumps(value).encode(),
-            )
-            producer.flush()
-        finally:
-            producer.close()
+    def reconcile(self, produced: dict[str, dict]) -> tuple[dict, dict]:
+        """Every pipeline's sink lines (one dict), and what else each audit reported."""
+        sinks: dict[str, dict] = {}
+        pipelines: dict[str, dict] = {}
+        for name, audit in self.audits.items():
+            result = audit.reconcile(produced[name], audit.read_back(self.lake))
+            sinks.update(result.pop("sinks"))
+            pipelines[name] = result
+        return sinks, pipelines
 
-    def read_delta(self, table: str, columns: list[str]) -> pd.DataFrame:
-        from lakehouse.serving_sync import open_table, plain_strings
-
-        found = open_table(self.settings, self.layout.table(table))
-        if found is None:
-            return pd.DataFrame(columns=columns)
-        return plain_strings(found.to_pyarrow_table(columns=columns)).to_pandas()
-
-    def read_postgres(self, table: str, columns: list[str]) -> pd.DataFrame:
-        with psycopg.connect(self.settings.postgres_dsn()) as conn:
-            rows = conn.execute(
-                f"SELECT {', '.join(columns)} FROM {self.layout.serving_schema}.{table}"
-            ).fetchall()
-        return pd.DataFrame(rows, columns=columns)
-
-    def drain(self, sent: Sent, timeout_s: float = 600.0) -> None:
-        """Until silver holds every on-time trade and nothing moves for one more cycle."""
-        deadline = time.monotonic() + timeout_s
-        last = None
-        while time.monotonic() < deadline:
-            silver = self.read_delta("trades_enriched", ["trade_id"])
-            present = silver["trade_id"].isin(sent.on_time.keys()).sum()
-            counts = (len(silver), len(self.read_delta("quarantine_trades_enrichment", ["reason"])))
-            if present >= len(sent.on_time) and counts == last:
-                return
-            self.log(f"chaos: draining, {present}/{len(sent.on_time)} on-time trades in silver")
-            last = counts
-            time.sleep(5)
-        self.log("chaos: silver did not settle in time; reconciling what is there")
-
-    def kafka_messages(self) -> dict[str, int]:
-        from lakehouse.pipelines.market import REFERENCE_TOPIC, TRADES_TOPIC
-        from spark.kafka_offsets import latest_offsets
-
-        return {
-            kind: sum(
-                latest_offsets(
-                    self.settings,
-                    [(self.layout.topic(topic), p) for p in range(TOPIC_PARTITIONS)],
-                ).values()
-            )
-            for kind, topic in (("trades", TRADES_TOPIC), ("references", REFERENCE_TOPIC))
-        }
-
-    def read_back(self) -> dict:
-        from spark.jobs.market.live_bars import LIVE_BARS, LIVE_HOURS
-
-        bars = ["symbol", "minute", "trade_count"]
-        return {
-            "bronze_trades": self.read_delta("bronze_trades", ["trade_id"]),
-            "bronze_company_reference": self.read_delta("bronze_company_reference", ["symbol"]),
-            "quarantine_market": self.read_delta("quarantine_market", ["reason"]),
-            "trades_enriched": self.read_delta(
-                "trades_enriched", ["trade_id", "symbol", "event_time"]
-            ),
-            "quarantine_trades_enrichment": with_trade_ids(
-                self.read_delta("quarantine_trades_enrichment", ["reason", "raw_value"])
-            ),
-            "serving.trades_enriched": self.read_postgres("trades_enriched", ["trade_id"]),
-            "serving.trades_ohlcv_1m": self.read_postgres("trades_ohlcv_1m", bars),
-            "serving.trades_live_1m": self.read_postgres(LIVE_BARS, bars),
-            "live_hours": LIVE_HOURS,
-        }
-
-    def stop_driver(self) -> None:
+    def stop_drivers(self) -> None:
         from lakehouse.supervision import set_desired, stop
 
-        set_desired(self.settings, self.job_key, "stopped")
-        stop(self.settings, self.job_key)
+        for job in self.jobs:
+            set_desired(self.settings, self.key(job), "stopped")
+            stop(self.settings, self.key(job))
 
     def run(self) -> dict:
         from lakehouse.supervision import set_desired
 
         faults = schedule(self.plan, self.rng)
         self.log(
-            f"chaos: namespace {self.layout.namespace}, {len(faults)} faults, "
-            f"{self.plan.rate:.0f} events/s"
+            f"chaos: namespace {self.layout.namespace}, pipelines "
+            f"{', '.join(self.audits)}, {len(faults)} faults, {self.plan.rate:.0f} events/s each"
         )
         self.create_topics()
-        set_desired(self.settings, self.job_key, "running")
+        primed = [
+            p
+            for p in self.pipelines
+            if self.audits[p.name].open_event_time(self.settings, self.layout)
+        ]
+        for job in self.jobs:
+            set_desired(self.settings, self.key(job), "running")
         threading.Thread(target=self._supervise, name="supervisor", daemon=True).start()
         try:
+            if primed:
+                waited = self.wait_caught_up(primed, "before the producers started")
+                self.log(
+                    f"chaos: {', '.join(p.name for p in primed)} read their primers ({waited} s)"
+                )
             produced = self.inject_all(faults)
-            sent = regenerate(self.plan.simulator(), produced["sent"]["total"])
-            self.send_sentinel()
-            self.drain(sent)
+            # A sentinel read in a batch capped before the backlog's end would move the
+            # watermark a day ahead of the rest of the backlog: the streams first catch up.
+            self.wait_caught_up(self.pipelines, "after the producers stopped")
+            for name, audit in self.audits.items():
+                audit.close_event_time(self.settings, self.layout, produced[name])
+            self.drain(produced)
             self.sync()
-            result = reconcile_market(sent, self.read_back(), self.kafka_messages())
+            sinks, pipelines = self.reconcile(produced)
         finally:
             self._stop_supervisor.set()
-            self.stop_driver()
+            self.stop_drivers()
+            self.lake.close()
         report = {
             "benchmark": "chaos",
             "namespace": self.layout.namespace,
             "plan": asdict(self.plan),
             "seconds": self._now(),
-            "producer": produced,
+            "producers": produced,
             "faults": self.faults,
             "recovery_s": recovery_summary(self.faults),
-            **result,
+            "sinks": sinks,
+            "pipelines": pipelines,
         }
         report["passed"] = passed(report)
         return report
 
-    def inject_all(self, faults: list[str]) -> dict:
-        """The faults one after another while the producer sends; returns its report."""
-        producer = self.start_producer()
+    def inject_all(self, faults: list[str]) -> dict[str, dict]:
+        """The faults one after another while the producers send; returns their reports."""
+        producers = self.start_producers()
         try:
-            first = self.wait_recovered(0, time.monotonic())
+            first = self.wait_recovered(dict.fromkeys((j.name for j in self.jobs), 0), self.began)
             if first is None:
-                raise ChaosError(f"{self.job_key} did not commit a first batch")
-            self.log(f"chaos: first batch after {first} s")
+                raise ChaosError("a driver did not commit a first batch")
+            self.log(f"chaos: every driver committed a first batch after {first} s")
             for number, fault in enumerate(faults, start=1):
                 time.sleep(self.rng.uniform(*self.plan.gap_s))
                 outcome = {"fault": fault, "at_s": self._now(), **self.inject(fault)}
@@ -650,11 +573,19 @@ class ChaosRun:
                 if outcome["recovered_s"] is None and outcome.get("landed_during_optimize", 1):
                     raise ChaosError(f"no recovery from {fault} within the timeout")
         finally:
-            producer.send_signal(signal.SIGTERM)
-            out, _ = producer.communicate(timeout=120)
-        lines = out.strip().splitlines()
-        if not lines or "sent" not in (produced := json.loads(lines[-1])):
-            raise ChaosError(f"the producer printed no report (exit {producer.returncode})")
+            for process in producers.values():
+                process.send_signal(signal.SIGTERM)
+            outputs = {
+                name: process.communicate(timeout=120)[0] for name, process in producers.items()
+            }
+        produced = {}
+        for name, out in outputs.items():
+            lines = out.strip().splitlines()
+            try:
+                produced[name] = json.loads(lines[-1])
+            except (IndexError, ValueError):
+                code = producers[name].returncode
+                raise ChaosError(f"the {name} producer printed no report (exit {code})") from None
         return produced
 
 

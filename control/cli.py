@@ -349,24 +349,29 @@ def stream(
 
 @app.command()
 def chaos(
-    kills: int = typer.Option(20, min=0, help="SIGKILLs of the streaming driver"),
+    kills: int = typer.Option(20, min=0, help="SIGKILLs of a streaming driver (random each)"),
     restart: list[str] = typer.Option(
         ["kafka", "s3", "postgres"], help="services restarted once each (repeatable)"
     ),
     no_restarts: bool = typer.Option(False, "--no-restarts", help="restart no service"),
     kill_sync: bool = typer.Option(True, help="kill the Postgres sync inside its transaction"),
     kill_optimize: bool = typer.Option(True, help="kill the driver during an OPTIMIZE"),
-    rate: float = typer.Option(200.0, min=1.0, help="events/s the producer sends meanwhile"),
-    seed: int = typer.Option(7, help="the producer's stream and the order of the faults"),
+    rate: float = typer.Option(200.0, min=1.0, help="events/s each producer sends meanwhile"),
+    seed: int = typer.Option(7, help="the producers' streams and the order of the faults"),
+    pipeline: list[str] = typer.Option(
+        [], help="run only this pipeline (repeatable) [default: every one with an audit]"
+    ),
     own_platform: bool = typer.Option(
         False, "--own-platform", help="start a platform of its own for the run (make chaos)"
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON line"),
 ) -> None:
-    """Inject faults while the market feed streams, then reconcile every sink with what was
-    produced (report in bench-results/chaos.json; exit 1 when a sink lost or doubled rows)."""
+    """Inject faults while every pipeline's feed streams, then reconcile every sink with what
+    was produced (report in bench-results/chaos.json; exit 1 when a sink lost or doubled
+    rows)."""
     from control import chaos as chaos_run
     from control.bench import emit, require_platform
+    from lakehouse.registry import RegistryError, load_registry
 
     if own_platform:
         arguments = [a for a in sys.argv[2:] if a != "--own-platform"]
@@ -379,10 +384,12 @@ def chaos(
             kill_during_optimize=kill_optimize,
             rate=rate,
             seed=seed,
+            pipelines=tuple(pipeline),
         )
-    except ValueError as error:
+        settings = load_settings()
+        chaos_run.audited(load_registry(settings), plan.pipelines)
+    except (ValueError, RegistryError) as error:
         raise _fail(f"{error}.", 2) from None
-    settings = load_settings()
     require_platform(settings, "chaos")
     log = functools.partial(print, file=sys.stderr, flush=True)
     try:

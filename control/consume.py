@@ -194,6 +194,52 @@ def consume(
     return ConsumeReport(topic, count, reason)
 
 
+class TopicReader:
+    """A topic's committed values (read_committed) from its beginning; each `read` adds what
+    was committed since the last one, so polling a growing topic reads each message once."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        from kafka import TopicPartition
+
+        self.topic = topic
+        self.values: list[bytes] = []
+        self._consumer = _connect(
+            settings, **consumer_config(settings, read_committed=True, from_beginning=True)
+        )
+        found = self._consumer.partitions_for_topic(topic) or ()
+        if not found:
+            existing = list(self._consumer.topics())
+            self.close()
+            raise KafkaToolError(missing_topic_message(topic, existing))
+        self._partitions = [TopicPartition(topic, p) for p in sorted(found)]
+        self._consumer.assign(self._partitions)
+        self._consumer.seek_to_beginning(*self._partitions)
+
+    def read(self, timeout_s: float = 300.0) -> list[bytes]:
+        """Every value up to the end offsets taken now (for read_committed, the last stable
+        offset: nothing of an open transaction)."""
+        end = self._consumer.end_offsets(self._partitions)
+        deadline = time.monotonic() + timeout_s
+        while any(self._consumer.position(p) < end[p] for p in self._partitions):
+            if time.monotonic() > deadline:
+                raise KafkaToolError(f"{self.topic} was not read to its end in {timeout_s:.0f} s.")
+            for records in self._consumer.poll(timeout_ms=1000).values():
+                self.values.extend(r.value for r in records)
+        return self.values
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False, timeout_ms=2000)
+
+
+def read_to_end(settings: Settings, topic: str, timeout_s: float = 300.0) -> list[bytes]:
+    """Every committed value of the topic, up to its end now."""
+    reader = TopicReader(settings, topic)
+    try:
+        return reader.read(timeout_s)
+    finally:
+        reader.close()
+
+
 def summary(report: ConsumeReport) -> str:
     noun = "message" if report.messages == 1 else "messages"
     return f"read {report.messages} {noun} from {report.topic}"

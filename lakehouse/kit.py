@@ -89,6 +89,9 @@ class Pipeline:
     # The Settings property naming the folder it watches for files, if it reads one
     # (`lakehouse status` prints it, `lakehouse up` creates a local one).
     input_folder: str | None = None
+    # "module:attribute" of its ChaosAudit (lakehouse/audit.py): how the chaos run feeds it
+    # and reconciles its sinks. Imported by the chaos run only.
+    audit: str | None = None
 
     @property
     def queries_written(self) -> tuple[str, ...]:

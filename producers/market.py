@@ -455,7 +455,9 @@ def main(
         typer.echo(f"Kafka at {settings.kafka_bootstrap} stopped answering: {error}")
         raise typer.Exit(2) from None
     finally:
-        print(json.dumps(report.as_dict(time.monotonic() - started)), flush=True)
+        # The seed and the message count regenerate the stream (the chaos run's audit).
+        summary = {**report.as_dict(time.monotonic() - started), "seed": seed}
+        print(json.dumps(summary), flush=True)
 
 
 def self_check(message: Message) -> str | None:

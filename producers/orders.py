@@ -381,10 +381,18 @@ class OrdersReport(FeedReport):
         self.finished += message.last
 
     def as_dict(
-        self, *, topics: dict[str, str], seed: int, clock: str, clock_end_ms: int, seconds: float
+        self,
+        *,
+        topics: dict[str, str],
+        seed: int,
+        tick_ms: float,
+        clock: str,
+        clock_end_ms: int,
+        seconds: float,
     ) -> dict:
         """topics: base name -> the topic sent to; by_topic counts every message by base
-        name; orders_open: opened orders with messages still to send when it stopped."""
+        name; orders_open: opened orders with messages still to send when it stopped;
+        tick_ms: the planned time per message, which (with the seed) fixes the stream."""
         opened = sum(self.plans.values())
         details = {
             "by_topic": {topic: self.by_topic.get(topic, 0) for topic in topics},
@@ -398,7 +406,7 @@ class OrdersReport(FeedReport):
             "payment_first": self.payment_first,
         }
         return self.summary(
-            {"topics": topics},
+            {"topics": topics, "tick_ms": tick_ms},
             details,
             seed=seed,
             clock=clock,
@@ -497,6 +505,7 @@ def main(
         return report.as_dict(
             topics=topics,
             seed=seed,
+            tick_ms=tick_ms,
             clock="live" if live else "simulated",
             clock_end_ms=clock.now,
             seconds=seconds,

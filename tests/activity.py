@@ -28,11 +28,10 @@ import pandas as pd
 from lakehouse.layout import Layout
 from lakehouse.pipelines.activity import JOB
 from producers.activity import Message, simulate
+from producers.activity_audit import WATERMARK_MS, EventOracle
 from tests.market import driver_command, run_json, start_driver
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-WATERMARK_MS = 120_000
-TIMEOUT_MS = 900_000
 STEP_MS = 200
 USERS = 40
 # The first part spans 25 minutes of event time (sessions that time out within it close),
@@ -99,57 +98,12 @@ def start_pipeline(layout: Layout, *extra: str) -> subprocess.Popen:
 
 
 @dataclass
-class Oracle:
-    accepted: pd.DataFrame  # the events every sink must hold once
+class Oracle(EventOracle):
+    """The audit's oracle of the derived sinks, with what bronze must drop and quarantine."""
+
     late: int
     duplicates: int
     malformed: dict[str, int]  # quarantine reason -> count
-
-    @property
-    def final_watermark_ms(self) -> int:
-        return int(self.accepted["event_time_ms"].max()) - WATERMARK_MS
-
-    def page_views(self) -> pd.DataFrame:
-        views = self.accepted[self.accepted["event_type"] == "page_view"]
-        minute = views["event_time_ms"] // 60_000 * 60_000
-        counted = views.assign(window_start=minute).groupby(["window_start", "page"]).size()
-        return counted.rename("views").reset_index().sort_values(["window_start", "page"])
-
-    def active_users(self) -> pd.DataFrame:
-        minute = self.accepted["event_time_ms"] // 60_000 * 60_000
-        windows = pd.concat(
-            self.accepted.assign(window_start=minute - k * 60_000)[["window_start", "user_id"]]
-            for k in range(5)
-        )
-        counted = windows.groupby("window_start")["user_id"].nunique()
-        return counted.rename("active_users").reset_index().sort_values("window_start")
-
-    def sessions(self) -> pd.DataFrame:
-        """The sessions closed by the final watermark, as user_sessions must hold them."""
-        events = self.accepted
-        ends = events[events["event_type"] == "session_end"]
-        grouped = events.groupby(["user_id", "session_id"])
-        frame = pd.DataFrame(
-            {
-                "session_start_ms": grouped["event_time_ms"].min(),
-                "last_ms": grouped["event_time_ms"].max(),
-                "event_count": grouped.size(),
-                "pages_viewed": grouped["event_type"].agg(lambda t: int((t == "page_view").sum())),
-            }
-        ).join(ends.groupby(["user_id", "session_id"])["event_time_ms"].max().rename("end_ms"))
-        ended = frame["end_ms"].notna()
-        threshold = frame["last_ms"].where(~ended, frame[["end_ms", "last_ms"]].max(axis=1))
-        threshold = threshold.where(ended, frame["last_ms"] + TIMEOUT_MS)
-        closed = frame[self.final_watermark_ms > threshold].copy()
-        closed["end_reason"] = closed["end_ms"].notna().map({True: "end_event", False: "timeout"})
-        closed["session_end_ms"] = closed["end_ms"].fillna(closed["last_ms"]).astype("int64")
-        closed["duration_s"] = (closed["session_end_ms"] - closed["session_start_ms"]) / 1000.0
-        columns = ["session_start_ms", "session_end_ms", "duration_s", "event_count"]
-        return (
-            closed.reset_index()[["user_id", "session_id", *columns, "pages_viewed", "end_reason"]]
-            .sort_values(["user_id", "session_id", "session_start_ms"])
-            .reset_index(drop=True)
-        )
 
 
 def oracle(parts: list[list[Message]]) -> Oracle:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
-from kafka import KafkaConsumer
 
+from control.consume import read_to_end
 from lakehouse.pipelines.activity import (
     BRONZE_QUERY,
     ENRICHED_TOPIC,
@@ -121,32 +121,11 @@ def sessions(platform, layout) -> pd.DataFrame:
 
 
 def enriched_event_ids(platform, layout) -> list[str]:
-    """Every event id a read_committed consumer reads from enriched_activity, up to the end
-    (for read_committed, the last stable offset: nothing left in an open transaction)."""
+    """Every event id a read_committed consumer reads from enriched_activity, up to the end."""
     import json
 
-    from kafka import TopicPartition
-
-    topic = layout.topic(ENRICHED_TOPIC)
-    consumer = KafkaConsumer(
-        bootstrap_servers=platform.kafka_bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-    )
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        ids: list[str] = []
-        deadline = time.monotonic() + 120
-        while any(consumer.position(p) < end[p] for p in partitions):
-            assert time.monotonic() < deadline, "enriched_activity was not read to its end"
-            for records in consumer.poll(timeout_ms=1000).values():
-                ids.extend(json.loads(r.value)["event_id"] for r in records)
-        return ids
-    finally:
-        consumer.close()
+    values = read_to_end(platform, layout.topic(ENRICHED_TOPIC), timeout_s=120)
+    return [json.loads(value)["event_id"] for value in values]
 
 
 def progress_sums(platform, layout, query: str) -> tuple[int, int, int]:

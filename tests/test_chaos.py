@@ -1,6 +1,6 @@
-"""The chaos run's plan and reconciliation, without services: what the producer sent is
-regenerated from its seed, and each sink's lost and duplicated rows are the two differences
-between the multiset it should hold and the one it holds."""
+"""The chaos run's plan and the market audit's reconciliation, without services: what the
+producer sent is regenerated from its seed, and each sink's lost and duplicated rows are the
+two differences between the multiset it should hold and the one it holds."""
 
 from __future__ import annotations
 
@@ -15,20 +15,23 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from control.chaos import (
+from control.chaos import Plan, audited, passed, schedule
+from lakehouse.audit import reconcile
+from lakehouse.pipelines import REGISTRY
+from producers.market import MarketSimulator, SendReport
+from producers.market_audit import (
     SENTINEL,
-    Plan,
+    MarketAudit,
     bar_counts,
-    passed,
-    reconcile,
     reconcile_market,
     regenerate,
-    schedule,
     with_trade_ids,
 )
-from producers.market import MarketSimulator, SendReport
 
-PLAN = Plan(seed=3, duplicate_fraction=0.05, late_fraction=0.05, malformed_fraction=0.05)
+PLAN = Plan(seed=3)
+SIMULATOR = MarketAudit(
+    duplicate_fraction=0.05, late_fraction=0.05, malformed_fraction=0.05
+).simulator(PLAN.seed)
 
 
 def test_the_schedule_holds_every_fault_once_and_each_kill_and_is_seeded():
@@ -52,11 +55,18 @@ def test_an_unknown_service_to_restart_is_refused():
         Plan(restarts=("kafka", "mongo"))
 
 
+def test_every_registered_pipeline_declares_an_audit_and_a_named_one_must():
+    assert [p.name for p in audited(REGISTRY)] == REGISTRY.names
+    assert [p.name for p in audited(REGISTRY, ("orders",))] == ["orders"]
+    with pytest.raises(ValueError, match="no pipeline 'nope'"):
+        audited(REGISTRY, ("nope",))
+
+
 def test_regenerated_stream_agrees_with_the_producers_own_report():
     report = SendReport()
-    for message in islice(MarketSimulator(**PLAN.simulator()).messages(0, None, 1), 5000):
+    for message in islice(MarketSimulator(**SIMULATOR).messages(0, None, 1), 5000):
         report.add(message)
-    sent = regenerate(PLAN.simulator(), 5000)
+    sent = regenerate(SIMULATOR, 5000)
     counts = report.counts
     assert min(counts["duplicates"], counts["late"], counts["malformed"]) > 0
     assert len(sent.on_time) == counts["trades"]
@@ -121,37 +131,40 @@ def lake_of(sent, *, late_accepted=(), late_quarantined=()) -> dict:
         "serving.trades_ohlcv_1m": bars,
         "serving.trades_live_1m": bars,
         "live_hours": 6,
+        "kafka.trades": sent.trade_messages,
+        "kafka.references": sum(sent.references.values()) + 1,
     }
 
 
-def kafka_of(sent) -> dict:
-    return {"trades": sent.trade_messages, "references": sum(sent.references.values()) + 1}
+def verdict(result: dict, faults: list[dict]) -> bool:
+    sinks = result.pop("sinks")
+    return passed({"sinks": sinks, "pipelines": {"market": result}, "faults": faults})
 
 
 def test_a_faultless_lake_reconciles_with_nothing_lost_or_doubled():
-    sent = regenerate(PLAN.simulator(), 3000)
+    sent = regenerate(SIMULATOR, 3000)
     late = list(sent.late)
     lake = lake_of(sent, late_accepted=late[:2], late_quarantined=late[2:3])
-    result = reconcile_market(sent, lake, kafka_of(sent))
+    result = reconcile_market(sent, lake)
     assert all(s["lost"] == 0 and s["duplicated"] == 0 for s in result["sinks"].values())
     assert result["sinks"]["delta.trades_enriched"]["expected"] == len(sent.on_time) + 2
     assert result["late_trades"]["accepted"] == 2
     assert result["late_trades"]["quarantined"] == 1
     copies = sum(sent.late.values())
     assert result["late_trades"]["dropped_by_watermark"] == copies - 3
-    assert passed({**result, "faults": [{"fault": "kill-driver", "recovered_s": 40.0}]})
-    assert not passed({**result, "faults": [{"fault": "kill-driver", "recovered_s": None}]})
+    assert verdict(dict(result), [{"fault": "kill-driver", "recovered_s": 40.0}])
+    assert not verdict(dict(result), [{"fault": "kill-driver", "recovered_s": None}])
 
 
 def test_a_lost_trade_and_a_doubled_batch_show_in_their_sinks():
-    sent = regenerate(PLAN.simulator(), 3000)
+    sent = regenerate(SIMULATOR, 3000)
     lake = lake_of(sent)
     missing = lake["trades_enriched"]["trade_id"].iloc[0]
     lake["trades_enriched"] = lake["trades_enriched"].iloc[1:]
     lake["bronze_trades"] = pd.concat([lake["bronze_trades"], lake["bronze_trades"].iloc[:5]])
     doubled = lake["serving.trades_live_1m"].assign(trade_count=lambda b: b["trade_count"] * 2)
     lake["serving.trades_live_1m"] = doubled
-    sinks = reconcile_market(sent, lake, kafka_of(sent))["sinks"]
+    sinks = reconcile_market(sent, lake)["sinks"]
     assert sinks["delta.trades_enriched"]["lost"] == 1
     assert sinks["delta.bronze_trades"]["duplicated"] == 5
     # Silver lost the trade, so the serving copy of it is one nobody expects.
@@ -161,7 +174,7 @@ def test_a_lost_trade_and_a_doubled_batch_show_in_their_sinks():
     assert live["duplicated"] == doubled["trade_count"].sum() - len(lake["trades_enriched"])
     assert live["lost"] == 0
     assert missing not in set(lake["trades_enriched"]["trade_id"])
-    assert not passed({**reconcile_market(sent, lake, kafka_of(sent)), "faults": []})
+    assert not verdict(reconcile_market(sent, lake), [])
 
 
 def test_bars_are_keyed_by_utc_minute_whatever_the_timestamp_type():
@@ -184,3 +197,22 @@ def test_the_cli_refuses_an_unknown_service_in_one_sentence():
     assert result.returncode == 2
     output = (result.stdout + result.stderr).strip()
     assert output.splitlines() == ["error: cannot restart mongo: choose among kafka, s3, postgres."]
+
+
+def test_a_repeated_copy_is_refused_at_most_once_as_a_duplicate_or_late():
+    sent = regenerate(SIMULATOR, 3000)
+    lake = lake_of(sent)
+    rejected = lake["quarantine_trades_enrichment"]
+    assert len(rejected) == sum(sent.repeats.values()) > 2
+    # One copy refused as late (its original had left), one dropped by Spark's watermark.
+    relabelled = rejected.iloc[1:].copy()
+    relabelled.iloc[0, relabelled.columns.get_loc("reason")] = "late_trade"
+    lake["quarantine_trades_enrichment"] = relabelled
+    result = reconcile_market(sent, lake)
+    line = result["sinks"]["delta.quarantine_trades_enrichment"]
+    assert (line["lost"], line["duplicated"]) == (0, 0)
+    assert result["late_trades"]["repeated_copies"]["dropped_by_watermark"] == 1
+    # A copy refused twice is one too many.
+    lake["quarantine_trades_enrichment"] = pd.concat([rejected, rejected.iloc[:1]])
+    line = reconcile_market(sent, lake)["sinks"]["delta.quarantine_trades_enrichment"]
+    assert (line["lost"], line["duplicated"]) == (0, 1)

@@ -1,8 +1,8 @@
-"""The short chaos run (`make chaos` runs the long one): on the real platform, while the
-market producer sends duplicates, late and malformed records, the driver is SIGKILLed twice,
-the Kafka broker restarted and the Postgres sync killed inside its transaction. The
-supervisor's cycle alone brings the driver back, and every sink then holds exactly what the
-producer sent."""
+"""The short chaos run (`make chaos` runs the long one): on the real platform, while every
+pipeline's producer sends duplicates, late and malformed records, a driver is SIGKILLed
+twice, the Kafka broker restarted and the Postgres sync killed inside its transaction. The
+supervisor's cycle alone brings the drivers back, and every sink of every pipeline then holds
+exactly what its producer sent."""
 
 from __future__ import annotations
 
@@ -36,16 +36,11 @@ def test_every_sink_reconciles_after_kills_a_broker_restart_and_a_killed_sync(pl
         "restart-kafka",
     ]
     assert all(f["recovered_s"] is not None for f in report["faults"]), report["faults"]
-    # Every path of the pipeline carried records, so "nothing lost" says something.
-    for name in (
-        "delta.bronze_trades",
-        "delta.quarantine_market",
-        "delta.trades_enriched",
-        "delta.quarantine_trades_enrichment",
-        "postgres.trades_enriched",
-        "postgres.trades_live_1m",
-    ):
-        assert sinks[name]["expected"] > 0, name
-    assert report["late_trades"]["copies_sent"] > 0
-    assert report["late_trades"]["dropped_by_watermark"] >= 0
+    # Every pipeline ran and every path carried records, so "nothing lost" says something.
+    assert set(report["pipelines"]) == {"market", "activity", "orders", "csv"}
+    empty = sorted(name for name, s in sinks.items() if s["expected"] == 0)
+    assert not empty, empty
+    late = report["pipelines"]["market"]["late_trades"]
+    assert late["copies_sent"] > 0
+    assert late["dropped_by_watermark"] >= 0
     assert report["passed"]

@@ -87,7 +87,12 @@ def report_of(messages, clock_end_ms):
         report.add(message)
     topics = {ORDERS_TOPIC: ORDERS_TOPIC, PAYMENTS_TOPIC: PAYMENTS_TOPIC}
     return report.as_dict(
-        topics=topics, seed=42, clock="simulated", clock_end_ms=clock_end_ms, seconds=1.0
+        topics=topics,
+        seed=42,
+        tick_ms=100,
+        clock="simulated",
+        clock_end_ms=clock_end_ms,
+        seconds=1.0,
     )
 
 
@@ -401,7 +406,13 @@ def test_cli_sends_what_simulate_regenerates_to_both_topics(fake_kafka):
     report = json.loads(lines[-1])
     topics = {ORDERS_TOPIC: "orders-t_orders", PAYMENTS_TOPIC: "payments-t_orders"}
     timing = {k: report[k] for k in ("seconds", "events_per_s")}
-    assert report == {**report_of(expected, end), "topics": topics, "seed": 9, **timing}
+    assert report == {
+        **report_of(expected, end),
+        "topics": topics,
+        "seed": 9,
+        "tick_ms": 40,
+        **timing,
+    }
     assert len(lines) - 1 == 1500
     late_lines = [line for line in lines[:-1] if "LATE" in line]
     assert len(late_lines) == report["by_kind"]["late"] > 0

@@ -56,6 +56,9 @@ REFERENCE = Contract(
 )
 
 TRADES_ENRICHED = "trades_enriched"
+# The live one-minute bars the stream keeps in Postgres, over its newest hours of event time.
+LIVE_BARS = "trades_live_1m"
+LIVE_HOURS = 6
 SERVING_COLUMNS = ("trade_id", "symbol", "event_time", "price", "volume", "company_name", "sector")
 
 PIPELINE = Pipeline(
@@ -97,4 +100,5 @@ PIPELINE = Pipeline(
         ),
     ),
     dbt_select="tag:market",
+    audit="producers.market_audit:AUDIT",
 )

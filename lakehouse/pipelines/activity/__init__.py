@@ -73,4 +73,5 @@ PIPELINE = Pipeline(
     params=DEFAULT_PARAMS,
     other_queries=(PAGE_VIEWS_QUERY, ACTIVE_USERS_QUERY, SESSIONS_QUERY),
     migrations=Path(__file__).resolve().parent / "migrations",
+    audit="producers.activity_audit:AUDIT",
 )

@@ -61,4 +61,5 @@ PIPELINE = Pipeline(
     other_queries=(LOAD_QUERY,),
     input_folder="csv_input_folder",
     migrations=Path(__file__).resolve().parent / "migrations",
+    audit="producers.csv_audit:AUDIT",
 )

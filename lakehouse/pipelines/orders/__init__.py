@@ -81,4 +81,5 @@ PIPELINE = Pipeline(
     ),
     params=DEFAULT_PARAMS,
     migrations=Path(__file__).resolve().parent / "migrations",
+    audit="producers.orders_audit:AUDIT",
 )

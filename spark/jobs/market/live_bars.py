@@ -16,12 +16,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.layout import Layout
+from lakehouse.pipelines.market import LIVE_BARS, LIVE_HOURS
 from lakehouse.settings import Settings
 from spark.checkpoints import sink_identity
 from spark.postgres_sink import UpsertTarget, upsert_batch
 
-LIVE_BARS = "trades_live_1m"
-LIVE_HOURS = 6
 COLUMNS = (
     "symbol",
     "minute",
