@@ -50,6 +50,10 @@ from spark.checkpoints import batch_in_flight
 
 SYNC_APPLICATION = "lakehouse-chaos-sync"  # the killed sync's Postgres application_name
 RESTARTABLE = ("kafka", "s3", "postgres")
+# Who starts the drivers again: the supervisor's cycle run by the chaos run itself every few
+# seconds, or Airflow's stream_supervisor DAG (every minute, as on `make up`).
+SUPERVISORS = ("cycle", "airflow")
+SUPERVISOR_DAG = "stream_supervisor"
 CHAOS_HOME = PROJECT_ROOT / ".lakehouse-chaos"
 TOPIC_PARTITIONS = 3  # of each topic of the run's namespace
 CHAOS_PORT_SHIFT = 300  # the test platform: 100, a second checkout's tests: 200
@@ -73,8 +77,13 @@ class Plan:
     recovery_timeout_s: float = 420.0
     supervisor_cycle_s: float = 5.0
     pipelines: tuple[str, ...] = ()  # the audited pipelines to run (empty: every one)
+    supervisor: str = "cycle"  # one of SUPERVISORS
 
     def __post_init__(self) -> None:
+        if self.supervisor not in SUPERVISORS:
+            raise ValueError(
+                f"no supervisor {self.supervisor!r}: choose {' or '.join(SUPERVISORS)}"
+            )
         unknown = sorted(set(self.restarts) - set(RESTARTABLE))
         if unknown:
             raise ValueError(
@@ -177,7 +186,17 @@ class ChaosRun:
         self.plan = plan
         self.log = log
         self.rng = random.Random(plan.seed)
-        self.layout = Layout(settings, f"chaos{uuid.uuid4().hex[:8]}")
+        if plan.supervisor == "airflow":
+            # The DAG supervises the platform's own namespace, so the run takes it: only on
+            # a fresh platform of its own, where nothing else lives there.
+            if settings.home.resolve() != CHAOS_HOME.resolve():
+                raise ChaosError(
+                    "the Airflow supervisor runs on the platform's own namespace: "
+                    "use --own-platform (make chaos)"
+                )
+            self.layout = Layout(settings)
+        else:
+            self.layout = Layout(settings, f"chaos{uuid.uuid4().hex[:8]}")
         registry = self.layout.registry
         self.pipelines = audited(registry, plan.pipelines)
         if not self.pipelines:
@@ -247,23 +266,15 @@ class ChaosRun:
     def kafka_lag(self, pipelines: list[Pipeline]) -> int | None:
         """Messages of their topics that their Kafka queries' last committed batches did not
         reach; None while a pipeline with topics has no committed Kafka batch yet."""
-        from spark.checkpoints import last_committed_batch
-        from spark.kafka_offsets import latest_offsets, logged_kafka_offsets
+        from spark.kafka_offsets import committed_kafka_offsets, kafka_lag
 
         lag = 0
         for pipeline in pipelines:
-            read = False
-            for query in pipeline.all_queries:
-                checkpoint = self.layout.checkpoint(query)
-                batch = last_committed_batch(Path(checkpoint))
-                logged = logged_kafka_offsets(checkpoint, batch) if batch is not None else None
-                if not logged:
-                    continue  # no batch yet, or not a Kafka source
-                read = True
-                latest = latest_offsets(self.settings, list(logged))
-                lag += sum(max(0, latest[p] - logged[p]) for p in logged)
-            if pipeline.topics and not read:
+            checkpoints = (Path(self.layout.checkpoint(q)) for q in pipeline.all_queries)
+            committed = committed_kafka_offsets(checkpoints)
+            if pipeline.topics and not committed:
                 return None
+            lag += sum(kafka_lag(self.settings, committed).values())
         return lag
 
     def wait_caught_up(self, pipelines: list[Pipeline], why: str) -> float:
@@ -310,6 +321,37 @@ class ChaosRun:
                     continue
                 if decision.action is not Action.HEALTHY:
                     self.log(f"supervisor: {job.name}: {decision.action} ({decision.reason})")
+
+    def start_supervision(self) -> None:
+        if self.plan.supervisor == "airflow":
+            self._airflow("dags", "unpause", SUPERVISOR_DAG)
+            self.log(f"chaos: {SUPERVISOR_DAG} DAG unpaused: it starts and restarts the drivers")
+        else:
+            threading.Thread(target=self._supervise, name="supervisor", daemon=True).start()
+
+    def stop_supervision(self) -> None:
+        if self.plan.supervisor == "airflow":
+            try:
+                self._airflow("dags", "pause", SUPERVISOR_DAG)
+            except ChaosError as error:
+                self.log(f"chaos: {error}")
+        else:
+            self._stop_supervisor.set()
+
+    def _airflow(self, *arguments: str) -> None:
+        from infra.airflow import AirflowService
+
+        result = subprocess.run(
+            [str(self.settings.venv_bin / "airflow"), *arguments],
+            env=AirflowService(self.settings).environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if result.returncode != 0:
+            last = (result.stderr or result.stdout).strip().splitlines()[-1:]
+            raise ChaosError(f"airflow {' '.join(arguments)} failed: {last}")
 
     def start_producers(self) -> dict[str, subprocess.Popen]:
         return {
@@ -523,7 +565,7 @@ class ChaosRun:
         ]
         for job in self.jobs:
             set_desired(self.settings, self.key(job), "running")
-        threading.Thread(target=self._supervise, name="supervisor", daemon=True).start()
+        self.start_supervision()
         try:
             if primed:
                 waited = self.wait_caught_up(primed, "before the producers started")
@@ -540,7 +582,7 @@ class ChaosRun:
             self.sync()
             sinks, pipelines = self.reconcile(produced)
         finally:
-            self._stop_supervisor.set()
+            self.stop_supervision()
             self.stop_drivers()
             self.lake.close()
         report = {
@@ -641,11 +683,16 @@ def run(settings: Settings, plan: Plan, log: Log = print) -> dict:
 def on_side_platform(arguments: list[str], log: Log = print) -> int:
     """`lakehouse chaos` on a platform of its own (CHAOS_HOME, ports moved by
     CHAOS_PORT_SHIFT): restarting Kafka, S3 and Postgres never touches the `make up` one.
-    Starts it, runs the chaos there, stops it; returns the chaos run's exit code."""
+    Starts it afresh (a previous run's data removed), runs the chaos there, stops it;
+    returns the chaos run's exit code."""
+    import shutil
+
     from control.platform import side_platform_env
 
     env = side_platform_env(CHAOS_HOME, CHAOS_PORT_SHIFT)
     cli = str(Path(sys.executable).parent / "lakehouse")
+    subprocess.run([cli, "down"], env=env, cwd=PROJECT_ROOT, check=False, capture_output=True)
+    shutil.rmtree(CHAOS_HOME, ignore_errors=True)
     log(f"chaos: starting a platform of its own under {CHAOS_HOME}")
     started = subprocess.run([cli, "up", "--no-demo"], env=env, cwd=PROJECT_ROOT, check=False)
     if started.returncode != 0:

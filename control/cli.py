@@ -361,6 +361,11 @@ def chaos(
     pipeline: list[str] = typer.Option(
         [], help="run only this pipeline (repeatable) [default: every one with an audit]"
     ),
+    supervisor: str = typer.Option(
+        "cycle",
+        help="who restarts the drivers: the supervisor's cycle every 5 s (cycle), or the "
+        "stream_supervisor DAG every minute (airflow; with --own-platform)",
+    ),
     own_platform: bool = typer.Option(
         False, "--own-platform", help="start a platform of its own for the run (make chaos)"
     ),
@@ -385,6 +390,7 @@ def chaos(
             rate=rate,
             seed=seed,
             pipelines=tuple(pipeline),
+            supervisor=supervisor,
         )
         settings = load_settings()
         chaos_run.audited(load_registry(settings), plan.pipelines)

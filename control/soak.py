@@ -121,32 +121,6 @@ def verdicts(samples: list[dict], warmup_s: float, rate: float) -> dict:
 # ---- sampling (I/O) -----------------------------------------------------------------
 
 
-def kafka_readers(checkpoint_root: Path) -> dict[str, dict]:
-    """Query -> the Kafka offsets of its newest committed batch, for every checkpoint of
-    the default namespace whose source is Kafka."""
-    from spark.checkpoints import last_committed_batch
-    from spark.kafka_offsets import logged_kafka_offsets
-
-    readers = {}
-    for checkpoint in sorted(p for p in checkpoint_root.iterdir() if p.is_dir()):
-        batch = last_committed_batch(checkpoint)
-        offsets = logged_kafka_offsets(str(checkpoint), batch) if batch is not None else None
-        if offsets:
-            readers[checkpoint.name] = offsets
-    return readers
-
-
-def kafka_lag(settings: Settings, readers: dict[str, dict]) -> dict[str, int]:
-    from spark.kafka_offsets import latest_offsets
-
-    wanted = sorted({partition for offsets in readers.values() for partition in offsets})
-    ends = latest_offsets(settings, wanted) if wanted else {}
-    return {
-        query: sum(max(ends[partition] - done, 0) for partition, done in offsets.items())
-        for query, offsets in readers.items()
-    }
-
-
 def state_stores(checkpoint_root: Path) -> tuple[dict[str, float], dict[str, int]]:
     """Per stateful query: its state folder's MB, and the files of its largest partition."""
     sizes, files = {}, {}
@@ -183,6 +157,7 @@ def progress_since(settings: Settings, queries: list[str], since: float) -> tupl
 
 def take_sample(settings: Settings, began: float, previous: float) -> Sample:
     from control.idle import platform_processes
+    from spark.kafka_offsets import committed_kafka_offsets, kafka_lag
 
     now = time.time()
     sample = Sample(t_s=round(now - began, 1))
@@ -194,10 +169,11 @@ def take_sample(settings: Settings, began: float, previous: float) -> Sample:
             except Exception:  # gone since it was listed
                 continue
         sample.rss_mb[name] = round(rss / 2**20, 1)
-    readers = kafka_readers(settings.checkpoints_dir)
-    sample.lag = kafka_lag(settings, readers)
+    checkpoints = (p for p in settings.checkpoints_dir.iterdir() if p.is_dir())
+    kafka_readers = committed_kafka_offsets(checkpoints)
+    sample.lag = kafka_lag(settings, kafka_readers)
     sample.state_mb, sample.state_files = state_stores(settings.checkpoints_dir)
-    rows, sample.state_rows = progress_since(settings, list(readers), previous)
+    rows, sample.state_rows = progress_since(settings, list(kafka_readers), previous)
     sample.rows_per_s = round(rows / max(now - previous, 1e-9), 1)
     return sample
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -97,6 +98,30 @@ def latest_offsets(settings: Settings, partitions: list[Partition]) -> dict[Part
         [TopicPartition(topic, partition) for topic, partition in partitions]
     )
     return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
+
+
+def committed_kafka_offsets(checkpoints: Iterable[Path]) -> dict[str, dict[Partition, int]]:
+    """Query (its checkpoint folder's name) -> the Kafka end offsets of its newest committed
+    batch, for the checkpoints whose source is Kafka and that committed a batch."""
+    from spark.checkpoints import last_committed_batch
+
+    committed = {}
+    for checkpoint in checkpoints:
+        batch = last_committed_batch(checkpoint)
+        offsets = logged_kafka_offsets(str(checkpoint), batch) if batch is not None else None
+        if offsets:
+            committed[checkpoint.name] = offsets
+    return committed
+
+
+def kafka_lag(settings: Settings, committed: dict[str, dict[Partition, int]]) -> dict[str, int]:
+    """Query -> the messages its topics hold beyond its newest committed batch."""
+    wanted = sorted({partition for offsets in committed.values() for partition in offsets})
+    ends = latest_offsets(settings, wanted) if wanted else {}
+    return {
+        query: sum(max(ends[partition] - done, 0) for partition, done in offsets.items())
+        for query, offsets in committed.items()
+    }
 
 
 def count_lost_offsets(settings: Settings, query: str, checkpoint: str, batch_id: int) -> None:

@@ -216,3 +216,14 @@ def test_a_repeated_copy_is_refused_at_most_once_as_a_duplicate_or_late():
     lake["quarantine_trades_enrichment"] = pd.concat([rejected, rejected.iloc[:1]])
     line = reconcile_market(sent, lake)["sinks"]["delta.quarantine_trades_enrichment"]
     assert (line["lost"], line["duplicated"]) == (0, 1)
+
+
+def test_an_unknown_supervisor_is_refused_and_airflow_needs_a_platform_of_its_own():
+    from control.chaos import ChaosError, ChaosRun
+    from lakehouse.settings import Settings
+
+    with pytest.raises(ValueError, match="no supervisor 'cron': choose cycle or airflow"):
+        Plan(supervisor="cron")
+    # The DAG supervises the platform's own namespace: never on the `make up` platform.
+    with pytest.raises(ChaosError, match="--own-platform"):
+        ChaosRun(Settings(), Plan(supervisor="airflow"))

@@ -1,8 +1,10 @@
-"""The accounting of Kafka offsets a batch skipped because Kafka no longer held them."""
+"""The accounting of Kafka offsets a batch skipped because Kafka no longer held them, and
+the offsets a query's checkpoint says it committed."""
 
 import json
 
 from spark.kafka_offsets import (
+    committed_kafka_offsets,
     is_data_loss,
     logged_kafka_offsets,
     offsets_lost,
@@ -37,3 +39,26 @@ def test_the_offset_log_gives_the_kafka_source_of_a_batch(tmp_path):
 def test_the_data_loss_error_is_recognised():
     assert is_data_loss("... Some data may have been lost because they are not available")
     assert not is_data_loss("division by zero")
+
+
+def write_offsets(checkpoint, batch: int, source: str) -> None:
+    (checkpoint / "offsets").mkdir(parents=True, exist_ok=True)
+    (checkpoint / "offsets" / str(batch)).write_text(f'v1\n{{"batchWatermarkMs":0}}\n{source}\n')
+
+
+def test_committed_offsets_are_the_newest_committed_batch_s_of_kafka_readers_only(tmp_path):
+    bronze = tmp_path / "market_bronze"
+    write_offsets(bronze, 0, '{"stock-trades":{"0":5,"1":7}}')
+    write_offsets(bronze, 1, '{"stock-trades":{"0":9,"1":11}}')
+    write_offsets(bronze, 2, '{"stock-trades":{"0":20,"1":20}}')  # planned, not committed
+    (bronze / "commits").mkdir()
+    for batch in (0, 1):
+        (bronze / "commits" / str(batch)).write_text("v1\n{}\n")
+    silver = tmp_path / "trades_enrichment"  # reads Delta: not a Kafka reader
+    write_offsets(silver, 0, '{"sourceVersion":1,"reservoirVersion":3,"index":-1}')
+    (silver / "commits").mkdir()
+    (silver / "commits" / "0").write_text("v1\n{}\n")
+    (tmp_path / "never_ran").mkdir()
+    assert committed_kafka_offsets(sorted(tmp_path.iterdir())) == {
+        "market_bronze": {("stock-trades", 0): 9, ("stock-trades", 1): 11}
+    }

@@ -9,7 +9,6 @@ from PIL import Image
 
 from control.soak import (
     Sample,
-    kafka_readers,
     plot,
     rss_growth,
     state_stores,
@@ -70,29 +69,6 @@ def test_a_lag_that_stays_under_ten_seconds_of_input_is_not_growth():
     lag = [0] * 10 + [10 * i for i in range(20)]  # grows, but ends at 190 < 10 s x 100/s
     result = verdicts(samples([1000.0] * 30, lag), warmup_s=0, rate=RATE)
     assert result["lag_held"]
-
-
-def write_offsets(checkpoint, batch: int, source: str) -> None:
-    (checkpoint / "offsets").mkdir(parents=True, exist_ok=True)
-    (checkpoint / "offsets" / str(batch)).write_text(f'v1\n{{"batchWatermarkMs":0}}\n{source}\n')
-
-
-def test_kafka_readers_take_the_newest_committed_batch_and_skip_other_sources(tmp_path):
-    bronze = tmp_path / "market_bronze"
-    write_offsets(bronze, 0, '{"stock-trades":{"0":5,"1":7}}')
-    write_offsets(bronze, 1, '{"stock-trades":{"0":9,"1":11}}')
-    write_offsets(bronze, 2, '{"stock-trades":{"0":20,"1":20}}')  # planned, not committed
-    (bronze / "commits").mkdir()
-    for batch in (0, 1):
-        (bronze / "commits" / str(batch)).write_text("v1\n{}\n")
-    silver = tmp_path / "trades_enrichment"  # reads Delta: not a Kafka reader
-    write_offsets(silver, 0, '{"sourceVersion":1,"reservoirVersion":3,"index":-1}')
-    (silver / "commits").mkdir()
-    (silver / "commits" / "0").write_text("v1\n{}\n")
-    (tmp_path / "never_ran").mkdir()
-    assert kafka_readers(tmp_path) == {
-        "market_bronze": {("stock-trades", 0): 9, ("stock-trades", 1): 11}
-    }
 
 
 def test_state_stores_are_measured_per_query_with_the_fullest_partition(tmp_path):
