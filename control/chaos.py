@@ -299,13 +299,16 @@ class ChaosRun:
 
         admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
         try:
-            admin.create_topics(
-                {
-                    self.layout.topic(t.name): {"num_partitions": TOPIC_PARTITIONS}
-                    for p in self.pipelines
-                    for t in p.topics
-                }
-            )
+            # The platform's own namespace (--supervisor airflow) has its topics from `up`.
+            existing = set(admin.list_topics())
+            missing = {
+                self.layout.topic(t.name): {"num_partitions": TOPIC_PARTITIONS}
+                for p in self.pipelines
+                for t in p.topics
+                if self.layout.topic(t.name) not in existing
+            }
+            if missing:
+                admin.create_topics(missing)
         finally:
             admin.close()
 
@@ -516,7 +519,7 @@ class ChaosRun:
 
     # -- the end
 
-    def drain(self, produced: dict[str, dict]) -> None:
+    def drain(self, produced: dict[str, dict]) -> list[str]:
         """Until every audit says its last sinks hold all they will, then one more while for
         batches still in flight (what they add must show as duplicated, not go unseen)."""
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
@@ -531,6 +534,7 @@ class ChaosRun:
         if waiting:
             self.log(f"chaos: {', '.join(waiting)} did not settle in time; reconciling them")
         time.sleep(3 * self.settings.stream_trigger_s)
+        return list(waiting)
 
     def reconcile(self, produced: dict[str, dict]) -> tuple[dict, dict]:
         """Every pipeline's sink lines (one dict), and what else each audit reported."""
@@ -578,9 +582,12 @@ class ChaosRun:
             self.wait_caught_up(self.pipelines, "after the producers stopped")
             for name, audit in self.audits.items():
                 audit.close_event_time(self.settings, self.layout, produced[name])
-            self.drain(produced)
+            unsettled = self.drain(produced)
             self.sync()
             sinks, pipelines = self.reconcile(produced)
+            for name, result in pipelines.items():
+                # Not settled: what its sinks miss may still have been on its way.
+                result["settled"] = name not in unsettled
         finally:
             self.stop_supervision()
             self.stop_drivers()

@@ -25,17 +25,19 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from lakehouse.pipelines.orders import EVENT_TYPES
-from lakehouse.pipelines.orders.oracle import (  # noqa: F401 (the tests' names)
+from lakehouse.pipelines.orders import (  # noqa: F401 (the tests' names)
     AMOUNT_MISMATCH,
     AWAITING_ORDER,
     AWAITING_PAYMENT,
     CANCELLED,
+    EVENT_TYPES,
     EXPIRED,
-    FINAL_STATUSES,
     PAID,
     REFUNDED,
     STATUSES,
+)
+from lakehouse.pipelines.orders.oracle import (  # noqa: F401 (the tests' names)
+    FINAL_STATUSES,
     TIMEOUT_MS,
     WATERMARK_MS,
     derived_status,

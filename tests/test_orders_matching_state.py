@@ -8,6 +8,7 @@ import random
 import pandas as pd
 import pytest
 
+from lakehouse.pipelines.orders import STATUSES
 from spark.jobs.orders import matching_state as m
 
 TIMEOUT = 30 * 60_000
@@ -74,7 +75,7 @@ FINAL = {
 def test_each_status_and_the_flush_closes_every_order():
     output, state = run([frame(*CASES), frame()], [0, m.FLUSH_WATERMARK_MS])
     assert final(output) == FINAL
-    assert set(FINAL.values()) | {m.AWAITING_PAYMENT, m.AWAITING_ORDER} == set(m.STATUSES)
+    assert set(FINAL.values()) | {m.AWAITING_PAYMENT, m.AWAITING_ORDER} == set(STATUSES)
     assert state.empty  # closed and then, a timeout later, evicted
     first = output[output["order_id"] == "paid"].iloc[0]
     assert first["order_to_payment_ms"] == 5000 and first["paid_amount"] == 10.0

@@ -30,6 +30,15 @@ ORDER_CANCELLED = "order_cancelled"
 PAYMENT_RECEIVED = "payment_received"
 PAYMENT_REFUNDED = "payment_refunded"
 EVENT_TYPES = (ORDER_CREATED, ORDER_CANCELLED, PAYMENT_RECEIVED, PAYMENT_REFUNDED)
+# An order's statuses (the matching's state, its sinks' `status`).
+AWAITING_PAYMENT = "awaiting_payment"
+AWAITING_ORDER = "awaiting_order"
+PAID = "paid"
+AMOUNT_MISMATCH = "amount_mismatch"
+CANCELLED = "cancelled"
+REFUNDED = "refunded"
+EXPIRED = "expired"
+STATUSES = (AWAITING_PAYMENT, AWAITING_ORDER, PAID, AMOUNT_MISMATCH, CANCELLED, REFUNDED, EXPIRED)
 
 EVENT = Contract(
     versions=(

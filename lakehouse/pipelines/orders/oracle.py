@@ -11,24 +11,23 @@ from collections.abc import Iterable
 
 from lakehouse.params import duration_ms
 from lakehouse.pipelines.orders import (
+    AMOUNT_MISMATCH,
+    AWAITING_ORDER,
+    AWAITING_PAYMENT,
+    CANCELLED,
     DEFAULT_PARAMS,
+    EXPIRED,
     ORDER_CANCELLED,
     ORDER_CREATED,
+    PAID,
     PAYMENT_RECEIVED,
     PAYMENT_REFUNDED,
+    REFUNDED,
 )
 
 _DEFAULTS = dict(DEFAULT_PARAMS)
 TIMEOUT_MS = duration_ms(_DEFAULTS["order_timeout"], "orders.order_timeout")
 WATERMARK_MS = duration_ms(_DEFAULTS["watermark"], "orders.watermark")
-AWAITING_PAYMENT = "awaiting_payment"
-AWAITING_ORDER = "awaiting_order"
-PAID = "paid"
-AMOUNT_MISMATCH = "amount_mismatch"
-CANCELLED = "cancelled"
-REFUNDED = "refunded"
-EXPIRED = "expired"
-STATUSES = (AWAITING_PAYMENT, AWAITING_ORDER, PAID, AMOUNT_MISMATCH, CANCELLED, REFUNDED, EXPIRED)
 FINAL_STATUSES = (PAID, AMOUNT_MISMATCH, CANCELLED, REFUNDED, EXPIRED)
 
 

@@ -41,20 +41,19 @@ import pandas as pd
 import pyarrow as pa
 
 from lakehouse.pipelines.orders import (
+    AMOUNT_MISMATCH,
+    AWAITING_ORDER,
+    AWAITING_PAYMENT,
+    CANCELLED,
+    EXPIRED,
     ORDER_CANCELLED,
     ORDER_CREATED,
+    PAID,
     PAYMENT_RECEIVED,
     PAYMENT_REFUNDED,
+    REFUNDED,
 )
 
-AWAITING_PAYMENT = "awaiting_payment"
-AWAITING_ORDER = "awaiting_order"
-PAID = "paid"
-AMOUNT_MISMATCH = "amount_mismatch"
-CANCELLED = "cancelled"
-REFUNDED = "refunded"
-EXPIRED = "expired"
-STATUSES = (AWAITING_PAYMENT, AWAITING_ORDER, PAID, AMOUNT_MISMATCH, CANCELLED, REFUNDED, EXPIRED)
 AWAITING = (AWAITING_PAYMENT, AWAITING_ORDER)
 
 INPUT_COLUMNS: tuple[str, ...] = ("order_id", "event_type", "amount", "event_time_ms")
