@@ -20,7 +20,6 @@ producer sent.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -41,7 +40,7 @@ import psycopg
 
 from control.consume import TopicReader
 from lakehouse.audit import ChaosAudit
-from lakehouse.kit import Pipeline, StreamJob
+from lakehouse.kit import Pipeline, StreamJob, resolve
 from lakehouse.layout import Layout
 from lakehouse.registry import Registry
 from lakehouse.settings import PROJECT_ROOT, Settings
@@ -112,8 +111,7 @@ def audited(registry: Registry, names: tuple[str, ...] = ()) -> list[Pipeline]:
 
 
 def load_audit(pipeline: Pipeline) -> ChaosAudit:
-    module, _, attribute = (pipeline.audit or "").partition(":")
-    return getattr(importlib.import_module(module), attribute or "AUDIT")
+    return resolve(pipeline.audit or "", "AUDIT")
 
 
 def passed(report: dict) -> bool:
@@ -342,19 +340,13 @@ class ChaosRun:
             self._stop_supervisor.set()
 
     def _airflow(self, *arguments: str) -> None:
-        from infra.airflow import AirflowService
+        from infra.airflow import airflow_cli
+        from infra.base import ServiceError
 
-        result = subprocess.run(
-            [str(self.settings.venv_bin / "airflow"), *arguments],
-            env=AirflowService(self.settings).environment(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            last = (result.stderr or result.stdout).strip().splitlines()[-1:]
-            raise ChaosError(f"airflow {' '.join(arguments)} failed: {last}")
+        try:
+            airflow_cli(self.settings, *arguments)
+        except ServiceError as error:
+            raise ChaosError(str(error)) from error
 
     def start_producers(self) -> dict[str, subprocess.Popen]:
         return {

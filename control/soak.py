@@ -203,25 +203,21 @@ def producers(rate: float, seconds: float) -> list[subprocess.Popen]:
 
 def trigger_maintenance(settings: Settings) -> str:
     """Trigger the lake maintenance DAG through Airflow's CLI; returns its run id."""
-    from infra.airflow import AirflowService
+    from infra.airflow import airflow_cli
+    from infra.base import ServiceError
 
-    result = subprocess.run(
-        [
-            *(str(settings.venv_bin / "airflow"), "dags", "trigger", "lake_maintenance"),
-            *("--conf", json.dumps({"closed_after_hours": 0}), "--output", "json"),
-        ],
-        env=AirflowService(settings).environment(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    if result.returncode != 0:
-        return f"not triggered: {(result.stderr or result.stdout).strip().splitlines()[-1:]}"
     try:
-        return json.loads(result.stdout.strip().splitlines()[-1])[0]["dag_run_id"]
+        output = airflow_cli(
+            settings,
+            *("dags", "trigger", "lake_maintenance", "--output", "json"),
+            *("--conf", json.dumps({"closed_after_hours": 0})),
+        )
+    except ServiceError as error:
+        return f"not triggered: {error}"
+    try:
+        return json.loads(output.strip().splitlines()[-1])[0]["dag_run_id"]
     except (ValueError, IndexError, KeyError):
-        return result.stdout.strip()[-200:]
+        return output.strip()[-200:]
 
 
 def dag_runs(settings: Settings, dag_id: str, since: float) -> dict[str, int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from infra.base import Service, ServiceError
 from infra.spark_cluster import spark_home
-from lakehouse.settings import PROJECT_ROOT
+from lakehouse.settings import PROJECT_ROOT, Settings
 
 _COMPONENTS = [
     "api-server",
@@ -138,3 +138,20 @@ class AirflowService(Service):
             (health.get(part) or {}).get("status") == "healthy"
             for part in ("metadatabase", "scheduler", "dag_processor", "triggerer")
         )
+
+
+def airflow_cli(settings: Settings, *arguments: str, timeout_s: float = 300) -> str:
+    """Run the venv's `airflow` command against the platform's Airflow; returns its stdout.
+    A failure raises ServiceError with the command's last line of output."""
+    result = subprocess.run(
+        [str(settings.venv_bin / "airflow"), *arguments],
+        env=AirflowService(settings).environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if result.returncode != 0:
+        last = (result.stderr or result.stdout).strip().splitlines()[-1:]
+        raise ServiceError(f"airflow {' '.join(arguments)} failed: {last}")
+    return result.stdout

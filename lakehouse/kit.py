@@ -8,6 +8,7 @@ Declarations are plain data: they name the Spark side by module path (`queries`,
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,6 +18,13 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def resolve(reference: str, default_attribute: str = "") -> Any:
+    """The object a "module:attribute" declaration names (the registry, a pipeline's
+    queries or audit); `default_attribute` when the reference names only the module."""
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute or default_attribute)
 
 
 @dataclass(frozen=True)

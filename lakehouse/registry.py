@@ -9,13 +9,12 @@ e.g. a test's registry with an extra pipeline.
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from lakehouse.kit import Pipeline, ServingSpec, StreamJob, Table, Topic
+from lakehouse.kit import Pipeline, ServingSpec, StreamJob, Table, Topic, resolve
 from lakehouse.settings import Settings
 
 
@@ -105,9 +104,8 @@ def load_registry(settings: Settings | None = None) -> Registry:
         from lakehouse.settings import load_settings
 
         settings = load_settings()
-    module_name, _, attribute = settings.registry.partition(":")
     try:
-        registry = getattr(importlib.import_module(module_name), attribute or "REGISTRY")
+        registry = resolve(settings.registry, "REGISTRY")
     except (ImportError, AttributeError) as error:
         raise RegistryError(
             f"registry {settings.registry!r} cannot be loaded ({error}): set "

@@ -17,7 +17,6 @@ the maintenance worker (OPTIMIZE/VACUUM of the job's tables between commits), SI
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import signal
@@ -28,7 +27,7 @@ from typing import Any, Protocol
 import typer
 
 from lakehouse.drivers import DriverAlreadyRunning, hold_driver_lock
-from lakehouse.kit import Pipeline, StreamJob
+from lakehouse.kit import Pipeline, StreamJob, resolve
 from lakehouse.layout import InvalidNamespace, Layout
 from lakehouse.process import port_in_use
 from lakehouse.registry import RegistryError, load_registry
@@ -68,9 +67,7 @@ class QueryFactory(Protocol):
 
 
 def load_factory(pipeline: Pipeline, params: dict[str, str]) -> QueryFactory:
-    module_name, _, attribute = pipeline.queries.partition(":")
-    factory = getattr(importlib.import_module(module_name), attribute)
-    return factory(params)
+    return resolve(pipeline.queries)(params)
 
 
 def parse_params(values: list[str], pipelines: tuple[Pipeline, ...]) -> dict[str, dict[str, str]]:

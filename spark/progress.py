@@ -13,6 +13,8 @@ dashboard's health page read this table; a failed write is logged, never fatal.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psycopg
@@ -130,9 +132,17 @@ class PostgresProgressListener(StreamingQueryListener):
     stream_heartbeat for (job_key, query), which the supervisor reads to spot a stall."""
 
     def __init__(self, settings: Settings, job_key: str) -> None:
+        global _DRIVER_LISTENER
         self._dsn = settings.postgres_dsn()
         self._job_key = job_key
         self._names: dict[str, str] = {}  # query id -> name (idle events carry no name)
+        _DRIVER_LISTENER = self
+
+    def heartbeat(self, query_name: str) -> None:
+        self._write(
+            f"heartbeat of {query_name}",
+            lambda conn: record_heartbeat(conn, self._job_key, query_name),
+        )
 
     def _write(self, what: str, write) -> None:
         try:
@@ -170,3 +180,24 @@ class PostgresProgressListener(StreamingQueryListener):
             log.error("query %s failed: %s", event.id, event.exception)
         else:
             log.info("query %s stopped", event.id)
+
+
+_DRIVER_LISTENER: PostgresProgressListener | None = None  # the driver's, once it has one
+BATCH_HEARTBEAT_EVERY_S = 30.0
+
+
+def batch_heartbeat(query_name: str) -> Callable[[], None]:
+    """What a long foreachBatch calls as its work advances (a sink wrote a chunk, a table
+    committed): it refreshes the query's heartbeat, at most every 30 s. The supervisor then
+    tells a batch that is slow but advancing from a stalled one, and does not restart it
+    into the same long batch again. Does nothing outside a driver (tests, benches)."""
+    last = time.monotonic()
+
+    def advanced() -> None:
+        nonlocal last
+        if _DRIVER_LISTENER is None or time.monotonic() - last < BATCH_HEARTBEAT_EVERY_S:
+            return
+        last = time.monotonic()
+        _DRIVER_LISTENER.heartbeat(query_name)
+
+    return advanced

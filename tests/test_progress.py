@@ -1,7 +1,11 @@
-"""The progress row kept per micro-batch, from a progress report as Spark gives it."""
+"""The progress row kept per micro-batch, from a progress report as Spark gives it, and
+the heartbeat a long batch writes while it advances."""
 
 from datetime import UTC, datetime
 
+import psycopg
+
+from spark import progress
 from spark.progress import kafka_records_behind, progress_row
 
 PROGRESS = {
@@ -72,3 +76,32 @@ def test_a_query_without_kafka_sources_or_latest_offsets_has_no_kafka_lag():
     assert progress_row(PROGRESS)["kafka_records_behind"] is None
     # A Kafka source beside a Delta source: only the Kafka one counts.
     assert kafka_records_behind([DELTA_SOURCE, KAFKA_SOURCE]) == 32
+
+
+def heartbeat_at(settings, job_key: str, query: str):
+    with psycopg.connect(settings.postgres_dsn()) as conn:
+        row = conn.execute(
+            "SELECT last_event_at FROM stream_heartbeat WHERE job_key = %s AND query_name = %s",
+            (job_key, query),
+        ).fetchone()
+    return row and row[0]
+
+
+def test_a_batch_that_advances_refreshes_its_heartbeat_at_most_every_30_s(platform, monkeypatch):
+    job_key = "batch-heartbeat-test"
+    monkeypatch.setattr(progress, "_DRIVER_LISTENER", None)
+    progress.batch_heartbeat("q")()  # outside a driver: nothing written
+    assert heartbeat_at(platform, job_key, "q") is None
+
+    progress.PostgresProgressListener(platform, job_key)  # the driver's listener
+    clock = iter([0.0, 10.0, 31.0, 40.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    try:
+        advanced = progress.batch_heartbeat("q")  # the batch starts at 0 s
+        advanced()  # 10 s: too soon
+        assert heartbeat_at(platform, job_key, "q") is None
+        advanced()  # 31 s: written (and the clock read again: 40 s)
+        assert heartbeat_at(platform, job_key, "q") is not None
+    finally:
+        with psycopg.connect(platform.postgres_dsn()) as conn:
+            conn.execute("DELETE FROM stream_heartbeat WHERE job_key = %s", (job_key,))

@@ -53,6 +53,7 @@ from spark.delta_sink import (
 )
 from spark.jobs.orders import matching_state
 from spark.postgres_sink import UpsertTarget, upsert_batch
+from spark.progress import batch_heartbeat
 
 QUERY_NAME = MATCHING_QUERY
 OUTPUT_SCHEMA = StructType(
@@ -192,19 +193,24 @@ def start(
     checkpoint = layout.checkpoint(QUERY_NAME)
 
     def per_batch(batch: DataFrame, batch_id: int) -> None:
+        advanced = batch_heartbeat(QUERY_NAME)
         with writer_lock(QUERY_NAME), persisted(batch):
             changes = state_changes(batch)
             append_to_tables(layout, ((CHANGES_TABLE, changes),), QUERY_NAME, batch_id)
+            advanced()
             latest = latest_per_order(changes).persist()
             try:
                 merge_outcomes(spark, layout, latest)
                 rows = latest.toArrow()
             finally:
                 latest.unpersist()
+            advanced()
             sink = sink_identity(QUERY_NAME, checkpoint)
             upsert_batch(settings, layout.serving_schema, ORDER_STATUS, rows, sink, batch_id)
+            advanced()
             docs = mongo_documents(rows.to_pandas())
-            upsert_versioned(collection(settings, layout.collection(MONGO_COLLECTION)), docs)
+            target = collection(settings, layout.collection(MONGO_COLLECTION))
+            upsert_versioned(target, docs, on_progress=advanced)
 
     events = table_stream(spark, layout, EVENTS_TABLE)
     return (
