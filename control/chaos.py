@@ -351,7 +351,7 @@ class ChaosRun:
     def start_producers(self) -> dict[str, subprocess.Popen]:
         return {
             name: subprocess.Popen(
-                audit.producer_command(self.layout, self.plan.rate, self.plan.seed),
+                audit.producer_command(self.settings, self.layout, self.plan.rate, self.plan.seed),
                 cwd=PROJECT_ROOT,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -517,12 +517,15 @@ class ChaosRun:
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         waiting = dict(self.audits)
         while waiting and time.monotonic() < deadline:
+            polled_at = time.monotonic()
             for name, audit in list(waiting.items()):
                 if audit.settled(produced[name], audit.read_back(self.lake)):
                     del waiting[name]
             if waiting:
-                self.log(f"chaos: draining, waiting for {', '.join(waiting)}")
-                time.sleep(5)
+                took = time.monotonic() - polled_at
+                self.log(f"chaos: draining, waiting for {', '.join(waiting)} ({took:.0f} s read)")
+                # A read of every sink costs seconds of CPU: leave the streams most of it.
+                time.sleep(max(5.0, 2 * took))
         if waiting:
             self.log(f"chaos: {', '.join(waiting)} did not settle in time; reconciling them")
         time.sleep(3 * self.settings.stream_trigger_s)

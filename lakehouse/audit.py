@@ -58,7 +58,9 @@ class ChaosAudit(Protocol):
         only once the pipeline's Kafka queries have read it."""
         ...
 
-    def producer_command(self, layout: Layout, rate: float, seed: int) -> list[str]:
+    def producer_command(
+        self, settings: Settings, layout: Layout, rate: float, seed: int
+    ) -> list[str]:
         """argv of a live producer for the namespace: runs until SIGTERM, then prints its
         JSON report as its last line on stdout."""
         ...

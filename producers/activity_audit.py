@@ -304,7 +304,9 @@ class ActivityAudit:
     def _regenerated(self, seed: int, messages: int) -> Sent:
         return regenerate(self.simulator(seed), messages)
 
-    def producer_command(self, layout: Layout, rate: float, seed: int) -> list[str]:
+    def producer_command(
+        self, settings: Settings, layout: Layout, rate: float, seed: int
+    ) -> list[str]:
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in self.options(seed).items()]
         return [
             *(sys.executable, "-m", "producers.activity", f"--rate={rate}"),

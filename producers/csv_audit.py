@@ -57,12 +57,12 @@ class CsvAudit:
     def rows_per_file(self, rate: float) -> int:
         return max(1, round(rate / self.rate_divisor * self.interval_s))
 
-    def producer_command(self, layout: Layout, rate: float, seed: int) -> list[str]:
-        # The driver's folder for the namespace; the chaos run's environment carries the
-        # settings. The producer creates a local folder, the driver creates it too.
-        from lakehouse.settings import load_settings
-
-        folder = layout.folder(load_settings().csv_input_folder)
+    def producer_command(
+        self, settings: Settings, layout: Layout, rate: float, seed: int
+    ) -> list[str]:
+        # The driver's folder for the namespace (the producer creates a local one, the
+        # driver too).
+        folder = layout.folder(settings.csv_input_folder)
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in self.options().items()]
         return [
             *(sys.executable, "-m", "producers.csv_files", f"--folder={folder}"),

@@ -210,7 +210,9 @@ class MarketAudit:
     def _regenerated(self, seed: int, messages: int) -> Sent:
         return regenerate(self.simulator(seed), messages)
 
-    def producer_command(self, layout: Layout, rate: float, seed: int) -> list[str]:
+    def producer_command(
+        self, settings: Settings, layout: Layout, rate: float, seed: int
+    ) -> list[str]:
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in self.simulator(seed).items()]
         return [
             *(sys.executable, "-m", "producers.market", f"--rate={rate}"),

@@ -241,7 +241,9 @@ def history_keys(changes: pd.DataFrame, want: dict[str, StateKey]) -> tuple[Coun
 class OrdersAudit:
     """`ChaosAudit` of the orders pipeline."""
 
-    def producer_command(self, layout: Layout, rate: float, seed: int) -> list[str]:
+    def producer_command(
+        self, settings: Settings, layout: Layout, rate: float, seed: int
+    ) -> list[str]:
         return Feed(seed=seed, tick_ms=1000 / rate).command(layout.namespace, rate)
 
     def sent(self, produced: dict) -> Sent:

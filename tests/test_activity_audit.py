@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from lakehouse.settings import Settings
 from producers.activity import simulate
 from producers.activity_audit import (
     AUDIT,
@@ -72,7 +73,7 @@ def faults(report: dict) -> dict:
 
 
 def test_the_command_is_live_with_every_kind_and_late_by_an_hour():
-    command = AUDIT.producer_command(SimpleNamespace(namespace="chaos1"), 200.0, SEED)
+    command = AUDIT.producer_command(Settings(), SimpleNamespace(namespace="chaos1"), 200.0, SEED)
     assert command[1:4] == ["-m", "producers.activity", "--rate=200.0"]
     assert "--namespace=chaos1" in command and "--late-by-s=3600" in command
     assert f"--seed={SEED}" in command and not any(a.startswith("--start") for a in command)

@@ -153,8 +153,8 @@ def test_the_producer_command_writes_into_the_namespace_folder_and_its_report_re
     tmp_path: Path, monkeypatch
 ):
     monkeypatch.setenv("LAKEHOUSE_CSV_INPUT", str(tmp_path / "csv"))
-    layout = Layout(load_settings(), "chaosaudit")
-    command = AUDIT.producer_command(layout, rate=200.0, seed=SEED)
+    settings = load_settings()
+    command = AUDIT.producer_command(settings, Layout(settings, "chaosaudit"), 200.0, SEED)
     folder = tmp_path / "csv-chaosaudit"
     assert command[1:4] == ["-m", "producers.csv_files", f"--folder={folder}"]
     assert "--files=0" in command and "--rows=150" in command and "--interval=3.0" in command

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from lakehouse.pipelines.orders import ORDERS_TOPIC, PAYMENTS_TOPIC
+from lakehouse.settings import Settings
 from producers import orders as producer
 from producers.orders import Message, self_check, simulate
 from producers.orders_audit import (
@@ -156,7 +157,7 @@ def late_row(messages: list[Message]) -> pd.DataFrame:
 
 def test_the_command_line_and_the_regeneration_share_the_options(run):
     audit, produced, messages = run
-    command = audit.producer_command(FakeLayout(), RATE, SEED)
+    command = audit.producer_command(Settings(), FakeLayout(), RATE, SEED)
     assert command[1:5] == ["-m", "producers.orders", f"--rate={RATE}", "--namespace=chaosaudit"]
     assert "--late-by-s=3600" in command and not any(a.startswith("--start") for a in command)
     accepted = set(inspect.signature(producer.main).parameters)
