@@ -10,12 +10,14 @@ e.g. a test's registry with an extra pipeline.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 from lakehouse.kit import Pipeline, ServingSpec, StreamJob, Table, Topic, resolve
 from lakehouse.settings import Settings
+
+ONE_DRIVER_JOB = "streams"  # the job hosting every pipeline when settings say one driver
 
 
 class RegistryError(ValueError):
@@ -36,6 +38,10 @@ class Registry:
             repeated = sorted(name for name, n in Counter(names).items() if n > 1)
             if repeated:
                 raise RegistryError(f"{what} declared twice: {', '.join(repeated)}")
+
+    def in_one_driver(self, job: str = ONE_DRIVER_JOB) -> Registry:
+        """The same pipelines, all hosted by one streaming job."""
+        return Registry(tuple(replace(p, job=job) for p in self.pipelines))
 
     def pipeline(self, name: str) -> Pipeline:
         for pipeline in self.pipelines:
@@ -113,4 +119,4 @@ def load_registry(settings: Settings | None = None) -> Registry:
         ) from None
     if not isinstance(registry, Registry):
         raise RegistryError(f"{settings.registry!r} is not a Registry")
-    return registry
+    return registry.in_one_driver() if settings.streams_in_one_driver else registry

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     # the four demo feeds on 2 cores, 15 s against 5 s took 1.54 cores instead of 1.82 (all
     # there was) and moved the chart's p95 from 40 to 45 s (docs/benchmarks.md).
     stream_trigger_s: float = Field(default=15.0, ge=0)
+    # Every pipeline in one streaming driver (the job `streams`) rather than in the driver its
+    # declaration names: one JVM and one Python driver instead of one per pipeline, so less
+    # memory and CPU on a small machine, and less isolation (a crash or a restart stops every
+    # pipeline for a while). Stop the streams before changing it: the drivers change names.
+    streams_in_one_driver: bool = False
     spark_master: str = "local[*]"
     spark_driver_memory: str = "1g"
     # JVM options of Spark drivers and executors. Empty keeps the JVM's defaults, right for
