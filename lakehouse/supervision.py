@@ -62,7 +62,7 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Policy:
-    stall_after_s: float = 300.0  # longer than the slowest micro-batch
+    stall_after_s: float = 300.0  # longer than the slowest step of a batch (batch_heartbeat)
     max_restarts: int = 5  # consecutive starts without a stable run
     backoff_base_s: float = 30.0
     backoff_max_s: float = 600.0
@@ -200,6 +200,13 @@ def driver_log(settings: Settings, job_key: str) -> Path:
     return settings.logs_dir / "streams" / f"{job_key.replace('@', '__')}.log"
 
 
+def driver_environment(settings: Settings) -> dict[str, str]:
+    """The launcher's environment, plus the settings that decide which job hosts which
+    pipeline: the driver must find the job it is given in the registry it loads."""
+    flag = "true" if settings.streams_in_one_driver else "false"
+    return {**os.environ, "LAKEHOUSE_STREAMS_IN_ONE_DRIVER": flag}
+
+
 def launch(settings: Settings, job: StreamJob, namespace: str, timeout_s: float = 180.0) -> int:
     """Start the driver detached (it outlives the task) and wait until it holds its lock."""
     job_key = job.key(namespace)
@@ -221,6 +228,7 @@ def launch(settings: Settings, job: StreamJob, namespace: str, timeout_s: float 
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: killed as one
+                env=driver_environment(settings),
             )
         log.info("launched %s (spark-submit pid %d), log %s", job_key, process.pid, path)
         deadline = time.monotonic() + timeout_s

@@ -30,3 +30,13 @@ def test_one_driver_hosts_every_pipeline_and_every_query():
     assert {registry.owner(t)[1].name for t in declared.tables} == {ONE_DRIVER_JOB}
     with pytest.raises(RegistryError, match="no streaming job 'market_pipeline'"):
         registry.job("market_pipeline")
+
+
+def test_a_launched_driver_loads_the_registry_its_launcher_chose(monkeypatch):
+    from lakehouse.supervision import driver_environment
+
+    monkeypatch.delenv("LAKEHOUSE_STREAMS_IN_ONE_DRIVER", raising=False)
+    launcher = Settings(streams_in_one_driver=True)  # e.g. a copy made by a test or the CLI
+    for name, value in driver_environment(launcher).items():
+        monkeypatch.setenv(name, value)
+    assert load_registry(Settings()).job(ONE_DRIVER_JOB).name == ONE_DRIVER_JOB
