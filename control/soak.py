@@ -1,7 +1,8 @@
 """A soak run of the running platform (`lakehouse soak`, `make soak`).
 
-For `minutes`, producers send a steady `rate` of events across the pipelines (half market,
-a quarter web activity, a quarter orders; the CSV demo feed drops its files as usual), while
+For `minutes`, every registered pipeline's live producer (the one its chaos audit runs, with
+its duplicates, late and malformed records; for the CSV drops, files every few seconds) sends
+an equal share of a steady `rate` of events, while
 Airflow runs the Postgres sync on its schedule and the lake maintenance DAG is triggered at
 the start and half way. Every `interval_s` the run samples:
 - the RSS of every platform process group (each stream driver, each service, Airflow);
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,7 +30,7 @@ from statistics import mean, median
 from lakehouse.settings import PROJECT_ROOT, Settings
 
 Log = Callable[[str], None]
-SHARES = {"market": 0.5, "activity": 0.25, "orders": 0.25}
+SOAK_SEED = 17
 RSS_GROWTH_LIMIT = 0.10
 STATE_GROWTH_LIMIT = 0.25
 LAG_GROWTH_LIMIT = 0.25
@@ -178,27 +178,28 @@ def take_sample(settings: Settings, began: float, previous: float) -> Sample:
     return sample
 
 
-def producers(rate: float, seconds: float) -> list[subprocess.Popen]:
-    """One live producer per Kafka pipeline, at its share of the rate, for `seconds`."""
-    duration = {"market": "--duration"}  # the other producers call it --duration-s
-    commands = [
-        [
-            f"producers.{name}",
-            f"--rate={rate * share}",
-            f"{duration.get(name, '--duration-s')}={seconds}",
-        ]
-        for name, share in SHARES.items()
-    ]
-    return [
-        subprocess.Popen(
-            [sys.executable, "-m", *command],
-            cwd=PROJECT_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
+def producer_commands(settings: Settings, rate: float) -> dict[str, list[str]]:
+    """Per registered pipeline, the argv of its audit's live producer at an equal share of
+    the rate, on the platform's own topics and folders; each runs until terminated."""
+    from control.chaos import audited, load_audit
+    from lakehouse.layout import Layout
+
+    layout = Layout(settings)
+    pipelines = audited(layout.registry)
+    share = rate / len(pipelines)
+    return {
+        p.name: load_audit(p).producer_command(settings, layout, share, SOAK_SEED)
+        for p in pipelines
+    }
+
+
+def producers(settings: Settings, rate: float) -> dict[str, subprocess.Popen]:
+    return {
+        name: subprocess.Popen(
+            command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
-        for command in commands
-    ]
+        for name, command in producer_commands(settings, rate).items()
+    }
 
 
 def trigger_maintenance(settings: Settings) -> str:
@@ -244,7 +245,7 @@ def measure(
 ) -> dict:
     seconds = minutes * 60
     began = time.time()
-    running = producers(rate, seconds)
+    running = producers(settings, rate)
     maintenance = [trigger_maintenance(settings)]
     log(f"soak: {rate:.0f} events/s for {minutes:.0f} min; maintenance run {maintenance[0]}")
     samples: list[dict] = []
@@ -263,19 +264,19 @@ def measure(
                     f" GiB, lag {sum(sample.lag.values())}, {sample.rows_per_s:.0f} rows/s"
                 )
     finally:
-        sent = []
-        for producer in running:
+        sent = {}
+        for name, producer in running.items():
             producer.terminate()
             out, _ = producer.communicate(timeout=120)
             lines = out.strip().splitlines()
-            sent.append(json.loads(lines[-1]) if lines else {"exit": producer.returncode})
+            sent[name] = json.loads(lines[-1]) if lines else {"exit": producer.returncode}
     report = {
         "benchmark": "soak",
         "minutes": minutes,
         "rate": rate,
         "warmup_minutes": warmup_minutes,
         "interval_s": interval_s,
-        "producers": dict(zip(SHARES, sent, strict=True)),
+        "producers": sent,
         "maintenance_runs_triggered": maintenance,
         "airflow_runs": {
             dag: dag_runs(settings, dag, began) for dag in ("lake_maintenance", "postgres_sync")

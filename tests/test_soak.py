@@ -1,5 +1,6 @@
-"""The soak run's verdicts and readings, without services: growth of RSS, state and lag
-after the warm-up, the checkpoints it reads lag and state from, and its plot."""
+"""The soak run's load, verdicts and readings, without services: a producer per registered
+pipeline, growth of RSS, state and lag after the warm-up, the checkpoints it reads lag and
+state from, and its plot."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from PIL import Image
 from control.soak import (
     Sample,
     plot,
+    producer_commands,
     rss_growth,
     state_stores,
     thirds,
@@ -91,3 +93,19 @@ def test_the_plot_is_a_png_of_three_panels(tmp_path):
         assert image.size == (1200, 3 * 260 + 40)
         # Something was drawn in every panel, not only the frames: more than two colours.
         assert len(image.getcolors(maxcolors=10_000) or []) > 3
+
+
+def test_every_registered_pipeline_gets_an_equal_share_of_the_load(tmp_path, monkeypatch):
+    from lakehouse.registry import load_registry
+    from lakehouse.settings import Settings
+
+    monkeypatch.setenv("LAKEHOUSE_CSV_INPUT", str(tmp_path / "csv"))
+    settings = Settings()
+    commands = producer_commands(settings, 4_000.0)
+    assert set(commands) == set(load_registry(settings).names)
+    modules = {name: command[2] for name, command in commands.items()}
+    assert modules["market"] == "producers.market" and modules["csv"] == "producers.csv_files"
+    for name in ("market", "activity", "orders"):
+        assert "--rate=1000.0" in commands[name]  # the platform's own topics: no suffix
+    assert "--trades-topic=stock-trades" in commands["market"]
+    assert f"--folder={tmp_path / 'csv'}" in commands["csv"]
