@@ -410,7 +410,7 @@ def chaos(
 @app.command()
 def soak(
     minutes: float = typer.Option(30.0, min=1.0, help="how long the load runs"),
-    rate: float = typer.Option(5000.0, min=1.0, help="events/s across the Kafka pipelines"),
+    rate: float = typer.Option(5000.0, min=1.0, help="events/s, an equal share per pipeline"),
     warmup_minutes: float = typer.Option(5.0, min=0.0, help="left out of the verdicts"),
     interval_s: float = typer.Option(15.0, min=1.0, help="seconds between samples"),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON line"),

@@ -186,18 +186,20 @@ _DRIVER_LISTENER: PostgresProgressListener | None = None  # the driver's, once i
 BATCH_HEARTBEAT_EVERY_S = 30.0
 
 
-def batch_heartbeat(query_name: str) -> Callable[[], None]:
+def batch_heartbeat(
+    query_name: str, clock: Callable[[], float] = time.monotonic
+) -> Callable[[], None]:
     """What a long foreachBatch calls as its work advances (a sink wrote a chunk, a table
     committed): it refreshes the query's heartbeat, at most every 30 s. The supervisor then
     tells a batch that is slow but advancing from a stalled one, and does not restart it
     into the same long batch again. Does nothing outside a driver (tests, benches)."""
-    last = time.monotonic()
+    last = clock()
 
     def advanced() -> None:
         nonlocal last
-        if _DRIVER_LISTENER is None or time.monotonic() - last < BATCH_HEARTBEAT_EVERY_S:
+        if _DRIVER_LISTENER is None or clock() - last < BATCH_HEARTBEAT_EVERY_S:
             return
-        last = time.monotonic()
+        last = clock()
         _DRIVER_LISTENER.heartbeat(query_name)
 
     return advanced

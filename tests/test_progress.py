@@ -94,10 +94,9 @@ def test_a_batch_that_advances_refreshes_its_heartbeat_at_most_every_30_s(platfo
     assert heartbeat_at(platform, job_key, "q") is None
 
     progress.PostgresProgressListener(platform, job_key)  # the driver's listener
-    clock = iter([0.0, 10.0, 31.0, 40.0])
-    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    times = iter([0.0, 10.0, 31.0, 40.0])
     try:
-        advanced = progress.batch_heartbeat("q")  # the batch starts at 0 s
+        advanced = progress.batch_heartbeat("q", clock=lambda: next(times))  # starts at 0 s
         advanced()  # 10 s: too soon
         assert heartbeat_at(platform, job_key, "q") is None
         advanced()  # 31 s: written (and the clock read again: 40 s)
