@@ -35,6 +35,21 @@ def is_ferretdb(client: MongoClient) -> bool:
     return "ferretdbVersion" in client.admin.command("buildInfo")
 
 
+def ferretdb_table(conn: psycopg.Connection, target: Collection) -> str:
+    """The Postgres table (in the schema named after the database) that holds a FerretDB
+    collection, from FerretDB's own catalogue in that schema."""
+    found = conn.execute(
+        sql.SQL("SELECT _jsonb->>'table' FROM {}._ferretdb_database_metadata").format(
+            sql.Identifier(target.database.name)
+        )
+        + sql.SQL(" WHERE _jsonb->>'_id' = %s"),
+        [target.name],
+    ).fetchone()
+    if found is None:
+        raise RuntimeError(f"FerretDB keeps no table for the collection {target.full_name}")
+    return found[0]
+
+
 def ensure_id_lookup_index(settings: Settings, target: Collection) -> bool:
     """Let FerretDB find a document by `_id` through an index; True when one was made.
 
@@ -50,16 +65,7 @@ def ensure_id_lookup_index(settings: Settings, target: Collection) -> bool:
         target.database.create_collection(target.name)  # FerretDB makes its table now
     schema = target.database.name
     with psycopg.connect(settings.postgres_dsn(settings.ferretdb_db), autocommit=True) as conn:
-        found = conn.execute(
-            sql.SQL("SELECT _jsonb->>'table' FROM {}._ferretdb_database_metadata").format(
-                sql.Identifier(schema)
-            )
-            + sql.SQL(" WHERE _jsonb->>'_id' = %s"),
-            [target.name],
-        ).fetchone()
-        if found is None:
-            raise RuntimeError(f"FerretDB keeps no table for the collection {target.full_name}")
-        table = found[0]
+        table = ferretdb_table(conn, target)
         conn.execute(
             sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} USING gin ((_jsonb -> '_id'))").format(
                 sql.Identifier(f"{table}_id_lookup"), sql.Identifier(schema), sql.Identifier(table)

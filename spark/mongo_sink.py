@@ -89,8 +89,14 @@ def upsert_versioned(
             target.insert_many(chunk, ordered=False)
             written += len(chunk)
         except BulkWriteError as error:
-            written += _stored_by_a_refused_bulk(error, chunk, one_by_one)
-            log.info("%s: %d new documents of a replayed batch", target.name, len(chunk))
+            inserted = _stored_by_a_refused_bulk(error, chunk, one_by_one)
+            written += inserted
+            log.info(
+                "%s: a replayed batch: %d of %d new documents were stored already",
+                target.name,
+                len(chunk) - inserted,
+                len(chunk),
+            )
         on_progress()
     for chunk in _chunks(one_by_one):
         written += sum(_replace_if_older(target, d) for d in chunk)

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from pymongo.errors import BulkWriteError
 
-from lakehouse.mongo import ensure_id_lookup_index
+from lakehouse.mongo import ensure_id_lookup_index, ferretdb_table
 from spark.mongo_sink import _stored_by_a_refused_bulk, collection, upsert_versioned
 
 
@@ -62,11 +62,7 @@ def test_lookups_by_id_use_an_index(platform, target):
     upsert_versioned(target, docs({f"k{i:05d}": 1 for i in range(2000)}))
     assert ensure_id_lookup_index(platform, target)  # made already: a second call is harmless
     with psycopg.connect(platform.postgres_dsn(platform.ferretdb_db)) as conn:
-        table = conn.execute(
-            f"SELECT _jsonb->>'table' FROM \"{platform.mongo_database}\""
-            "._ferretdb_database_metadata WHERE _jsonb->>'_id' = %s",
-            [target.name],
-        ).fetchone()[0]
+        table = ferretdb_table(conn, target)
         conn.execute(f'ANALYZE "{platform.mongo_database}"."{table}"')
         plan = "\n".join(
             row[0]
