@@ -528,7 +528,7 @@ class ChaosRun:
                 time.sleep(max(5.0, 2 * took))
         if waiting:
             self.log(f"chaos: {', '.join(waiting)} did not settle in time; reconciling them")
-        time.sleep(3 * self.settings.stream_trigger_s)
+        time.sleep(3 * max(p.trigger_interval(self.settings) for p in self.pipelines))
         return list(waiting)
 
     def reconcile(self, produced: dict[str, dict]) -> tuple[dict, dict]:

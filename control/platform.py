@@ -55,11 +55,11 @@ def side_platform_env(home: Path, shift: int) -> dict[str, str]:
     # Small inputs need few state store and shuffle partitions.
     env["LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS"] = "2"
     # Short runs that wait for commits: batches as often as they can keep up.
-    env["LAKEHOUSE_STREAM_TRIGGER_S"] = "5"
+    env["LAKEHOUSE_STREAM_TRIGGER_OVERRIDE_S"] = "5"
     env["LAKEHOUSE_AIRFLOW_DAGS_PAUSED"] = "true"
     env["AIRFLOW_HOME"] = str(home / "airflow")
     # Its DAG files do not change while it runs: parse them at start, not every 30 s.
-    env["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] = "600"
+    env["LAKEHOUSE_AIRFLOW_DAG_PARSE_INTERVAL_S"] = "600"
     return env
 
 

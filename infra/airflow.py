@@ -70,6 +70,9 @@ class AirflowService(Service):
                 "AIRFLOW__API__BASE_URL": s.airflow_url,
                 "AIRFLOW__API__WORKERS": "1",
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(
+                    s.airflow_dag_parse_interval_s
+                ),
                 "AIRFLOW__CORE__AUTH_MANAGER": (
                     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
                 ),

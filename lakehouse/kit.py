@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import psycopg
     import pyarrow as pa
 
+    from lakehouse.settings import Settings
+
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
@@ -100,6 +102,17 @@ class Pipeline:
     # "module:attribute" of its ChaosAudit (lakehouse/audit.py): how the chaos run feeds it
     # and reconciles its sinks. Imported by the chaos run only.
     audit: str | None = None
+    # Seconds between its micro-batches when it keeps up; None: settings.stream_trigger_s.
+    # A pipeline nobody watches by the second declares a longer one: each micro-batch has a
+    # fixed cost of Spark jobs and Delta commits whatever it carries.
+    trigger_s: float | None = None
+
+    def trigger_interval(self, settings: Settings) -> float:
+        """Its micro-batch interval on this platform (settings.stream_trigger_override_s, when
+        set, wins over every declaration: the test platforms run every pipeline at 5 s)."""
+        if settings.stream_trigger_override_s is not None:
+            return settings.stream_trigger_override_s
+        return settings.stream_trigger_s if self.trigger_s is None else self.trigger_s
 
     @property
     def queries_written(self) -> tuple[str, ...]:

@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     # the four demo feeds on 2 cores, 15 s against 5 s took 1.54 cores instead of 1.82 (all
     # there was) and moved the chart's p95 from 40 to 45 s (docs/benchmarks.md).
     stream_trigger_s: float = Field(default=15.0, ge=0)
+    # When set, every pipeline's interval, whatever its declaration says (Pipeline.trigger_s).
+    stream_trigger_override_s: float | None = Field(default=None, ge=0)
     # Every pipeline in one streaming driver (the job `streams`) rather than in the driver its
     # declaration names: one JVM and one Python driver instead of one per pipeline, so less
     # memory and CPU on a small machine, and less isolation (a crash or a restart stops every
@@ -124,6 +126,11 @@ class Settings(BaseSettings):
     spark_worker_cores: int = 2
     spark_worker_memory: str = "2g"
     airflow_parallelism: int = 4
+    # Seconds between two parses of a DAG file (Airflow's default 30). Each parse is a
+    # process importing the platform's modules; every 30 s the eight files cost the idle
+    # platform 0.1 core. An edited DAG or a newly registered pipeline shows up within this
+    # time (or at once with `airflow dags reserialize`).
+    airflow_dag_parse_interval_s: int = Field(default=300, ge=1)
     # False: the DAGs run as soon as Airflow sees them (make up); the tests pause them and
     # run single DAG runs with `airflow dags test`.
     airflow_dags_paused: bool = False

@@ -116,9 +116,15 @@ def summary(query) -> dict:
 @dataclass(frozen=True)
 class RunOptions:
     once: bool
-    interval: float
+    interval: float | None  # None: each pipeline's own (Pipeline.trigger_interval)
     master: str
     max_offsets: int
+
+    def trigger(self, pipeline: Pipeline, settings: Settings) -> dict:
+        if self.once:
+            return {"availableNow": True}
+        interval = pipeline.trigger_interval(settings) if self.interval is None else self.interval
+        return {"processingTime": f"{interval} seconds"}
 
 
 def run(
@@ -136,14 +142,19 @@ def run(
 
     job_key = job.key(layout.namespace)
     spark = build_spark_session(job.name, settings, master=options.master or None)
-    trigger = (
-        {"availableNow": True}
-        if options.once
-        else {"processingTime": f"{options.interval} seconds"}
-    )
-    ctx = DriverContext(spark, settings, layout, job_key, trigger, options.max_offsets or None)
+    contexts = [
+        DriverContext(
+            spark,
+            settings,
+            layout,
+            job_key,
+            options.trigger(pipeline, settings),
+            options.max_offsets or None,
+        )
+        for pipeline in job.pipelines
+    ]
     spark.streams.addListener(PostgresProgressListener(settings, job_key))
-    for factory in factories:
+    for factory, ctx in zip(factories, contexts, strict=True):
         factory.prepare(ctx)
     # OPTIMIZE/VACUUM of this driver's tables run here, under the writers' locks.
     maintenance = MaintenanceWorker(
@@ -153,7 +164,11 @@ def run(
         {t.name: (t, layout.table(t)) for t in job.tables()},
         layout.checkpoint_root,
     )
-    starters = [starter for factory in factories for starter in factory.starters(ctx)]
+    starters = [
+        starter
+        for factory, ctx in zip(factories, contexts, strict=True)
+        for starter in factory.starters(ctx)
+    ]
     started = []
 
     def stop(*_) -> None:
@@ -191,7 +206,10 @@ def main(
     job: str = typer.Option(..., help="a registered streaming job"),
     once: bool = typer.Option(False, "--once", help="process what is available now, then exit"),
     interval: float | None = typer.Option(
-        None, min=0.0, help="seconds between micro-batches; default: settings.stream_trigger_s"
+        None,
+        min=0.0,
+        help="seconds between micro-batches of every query; default: each pipeline's own "
+        "(its declared trigger_s, else settings.stream_trigger_s)",
     ),
     master: str = typer.Option("", help="Spark master; default: the configured one"),
     max_offsets: int = typer.Option(0, min=0, help="Kafka records per micro-batch (0: all)"),
@@ -213,8 +231,7 @@ def main(
     require_services(settings)
     try:
         with hold_driver_lock(settings, stream_job.key(namespace)):
-            trigger_s = settings.stream_trigger_s if interval is None else interval
-            options = RunOptions(once, trigger_s, master, max_offsets)
+            options = RunOptions(once, interval, master, max_offsets)
             report = run(settings, stream_job, layout, factories, options)
     except DriverAlreadyRunning as error:
         typer.echo(f"{error}: not starting a second driver (stop it first).")

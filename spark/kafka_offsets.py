@@ -25,13 +25,13 @@ Partition = tuple[str, int]  # (topic, partition)
 DATA_LOSS_MARKERS = ("failOnDataLoss", "Some data may have been lost")
 
 
-def parse_kafka_offsets(text: str | None) -> dict[Partition, int] | None:
-    """{(topic, partition): offset} from a Kafka source's offset JSON ({"topic": {"0": 12}});
-    None for other sources (a Delta source's offset is one flat object, and Spark writes
-    "None" when it has none)."""
+def parse_kafka_offsets(offsets: str | dict | None) -> dict[Partition, int] | None:
+    """{(topic, partition): offset} from a Kafka source's offset JSON ({"topic": {"0": 12}}),
+    as text or parsed (a progress's JSON holds it parsed); None for other sources (a Delta
+    source's offset is one flat object, and Spark writes "None" when it has none)."""
     try:
-        parsed = json.loads(text) if text else None
-    except (TypeError, ValueError):
+        parsed = json.loads(offsets) if isinstance(offsets, str) else offsets
+    except ValueError:
         return None
     if not isinstance(parsed, dict) or not parsed:
         return None

@@ -12,6 +12,7 @@ dashboard's health page read this table; a failed write is logged, never fatal.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg.types.json import Jsonb
 from pyspark.sql.streaming import StreamingQueryListener
+from pyspark.sql.streaming.listener import JStreamingQueryListener
 
 from lakehouse.drivers import record_heartbeat
 from lakehouse.settings import Settings
@@ -127,9 +129,22 @@ def progress_row(progress: dict) -> dict:
     }
 
 
+class _ProgressAsJson(JStreamingQueryListener):
+    """The listener's Java side: a progress event reaches it as the dict of the progress's
+    JSON, one call into the JVM. pyspark's own conversion makes tens of calls and looks up
+    a JVM class by name for each observed metric; py4j tries that name in every imported
+    package, and each miss scans the whole classpath: a tenth of an idle driver's CPU."""
+
+    def onQueryProgress(self, jevent) -> None:
+        self.pylistener.onQueryProgress(json.loads(jevent.progress().json()))
+
+
 class PostgresProgressListener(StreamingQueryListener):
     """Also the driver's heartbeat: every progress or idle event of a query refreshes
-    stream_heartbeat for (job_key, query), which the supervisor reads to spot a stall."""
+    stream_heartbeat for (job_key, query), which the supervisor reads to spot a stall.
+
+    Its onQueryProgress takes the progress as a dict (the JSON Spark reports), not
+    pyspark's QueryProgressEvent."""
 
     def __init__(self, settings: Settings, job_key: str) -> None:
         global _DRIVER_LISTENER
@@ -159,8 +174,19 @@ class PostgresProgressListener(StreamingQueryListener):
             lambda conn: record_heartbeat(conn, self._job_key, event.name),
         )
 
-    def onQueryProgress(self, event) -> None:
-        row = progress_row(event.progress)
+    @property
+    def _jlistener(self):
+        # pyspark registers this JVM object on addListener and looks it up on removeListener.
+        from pyspark import SparkContext
+
+        if not hasattr(self, "_jlistenerobj"):
+            self._jlistenerobj = SparkContext._jvm.PythonStreamingQueryListenerWrapper(
+                _ProgressAsJson(self)
+            )
+        return self._jlistenerobj
+
+    def onQueryProgress(self, progress: dict) -> None:
+        row = progress_row(progress)
 
         def write(conn):
             conn.execute(UPSERT, row)

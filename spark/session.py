@@ -56,6 +56,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.log.level": "WARN",
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        # Compiled classes kept for reuse (Spark's default 100). The streams of one driver
+        # plan the same stages every micro-batch; with fewer entries than their classes
+        # the cache evicts what the next batch needs and Janino compiles it again.
+        "spark.sql.codegen.cache.maxEntries": "1000",
         "spark.sql.warehouse.dir": str(settings.home / "spark-warehouse"),
         "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",

@@ -23,6 +23,9 @@ def test_offsets_below_the_earliest_kafka_holds_are_lost_and_nothing_else():
 
 def test_offsets_parse_kafka_sources_only():
     assert parse_kafka_offsets('{"a":{"0":5,"1":7}}') == {("a", 0): 5, ("a", 1): 7}
+    # A progress's JSON holds its sources' offsets already parsed.
+    assert parse_kafka_offsets({"a": {"0": 5}}) == {("a", 0): 5}
+    assert parse_kafka_offsets({"reservoirVersion": 3}) is None
     for other in (None, "None", '{"reservoirVersion": 3}', "[1]", "{", "{}"):
         assert parse_kafka_offsets(other) is None
 

@@ -1,6 +1,7 @@
 """The progress row kept per micro-batch, from a progress report as Spark gives it, and
 the heartbeat a long batch writes while it advances."""
 
+import json
 from datetime import UTC, datetime
 
 import psycopg
@@ -48,15 +49,16 @@ def test_a_stateless_query_has_no_state_rows_and_no_drops():
     assert row["watermark"] is None
 
 
+# Sources as a progress's JSON holds them (the listener's input): offsets parsed.
 KAFKA_SOURCE = {
     "description": "KafkaV2[Subscribe[stock-trades, stock-info]]",
-    "endOffset": '{"stock-trades":{"0":100,"1":250},"stock-info":{"0":7}}',
-    "latestOffset": '{"stock-trades":{"0":130,"1":250},"stock-info":{"0":9}}',
+    "endOffset": {"stock-trades": {"0": 100, "1": 250}, "stock-info": {"0": 7}},
+    "latestOffset": {"stock-trades": {"0": 130, "1": 250}, "stock-info": {"0": 9}},
 }
 DELTA_SOURCE = {
     "description": "DeltaSource[s3a://lakehouse/bronze/trades]",
-    "endOffset": '{"sourceVersion":1,"reservoirVersion":12,"index":-1}',
-    "latestOffset": '{"sourceVersion":1,"reservoirVersion":14,"index":-1}',
+    "endOffset": {"sourceVersion": 1, "reservoirVersion": 12, "index": -1},
+    "latestOffset": {"sourceVersion": 1, "reservoirVersion": 14, "index": -1},
 }
 
 
@@ -66,13 +68,17 @@ def test_kafka_lag_sums_every_partition_behind_the_latest_offset():
 
 
 def test_kafka_lag_counts_a_partition_the_batch_never_read():
-    source = {**KAFKA_SOURCE, "latestOffset": '{"stock-trades":{"0":100,"1":250,"2":40}}'}
+    source = {**KAFKA_SOURCE, "latestOffset": {"stock-trades": {"0": 100, "1": 250, "2": 40}}}
     assert kafka_records_behind([source]) == 40
+    # pyspark's progress objects (a query's recentProgress) give the offsets as JSON text.
+    as_text = {k: json.dumps(v) if k.endswith("Offset") else v for k, v in source.items()}
+    assert kafka_records_behind([as_text]) == 40
 
 
 def test_a_query_without_kafka_sources_or_latest_offsets_has_no_kafka_lag():
     assert kafka_records_behind([DELTA_SOURCE]) is None
     assert kafka_records_behind([{**KAFKA_SOURCE, "latestOffset": "None"}]) is None
+    assert kafka_records_behind([{**KAFKA_SOURCE, "latestOffset": None}]) is None
     assert progress_row(PROGRESS)["kafka_records_behind"] is None
     # A Kafka source beside a Delta source: only the Kafka one counts.
     assert kafka_records_behind([DELTA_SOURCE, KAFKA_SOURCE]) == 32

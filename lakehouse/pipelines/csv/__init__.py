@@ -62,4 +62,6 @@ PIPELINE = Pipeline(
     input_folder="csv_input_folder",
     migrations=Path(__file__).resolve().parent / "migrations",
     audit="producers.csv_audit:AUDIT",
+    # Files are picked up within a minute of landing (one listing of the folder a minute).
+    trigger_s=60.0,
 )

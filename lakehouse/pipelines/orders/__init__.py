@@ -91,4 +91,7 @@ PIPELINE = Pipeline(
     params=DEFAULT_PARAMS,
     migrations=Path(__file__).resolve().parent / "migrations",
     audit="producers.orders_audit:AUDIT",
+    # Orders time out after 30 minutes behind a 2-minute watermark, and each matching batch
+    # merges into the outcomes table (rewriting the files its orders are in): a batch a minute.
+    trigger_s=60.0,
 )
