@@ -90,8 +90,10 @@ class Settings(BaseSettings):
     airflow_admin_password: str | None = None
 
     # Seconds between a stream's micro-batches when it keeps up (a batch that takes longer
-    # is followed at once). Each batch has a fixed cost of Spark jobs and Delta commits, so
-    # a longer interval lowers the drivers' CPU and the chart's freshness pays for it: with
+    # is followed at once), for pipelines that declare no interval of their own
+    # (Pipeline.trigger_s; of the built-in ones, the market pipeline, whose chart has a
+    # freshness goal). Each batch has a fixed cost of Spark jobs and Delta commits, so a
+    # longer interval lowers the drivers' CPU and the chart's freshness pays for it: with
     # the four demo feeds on 2 cores, 15 s against 5 s took 1.54 cores instead of 1.82 (all
     # there was) and moved the chart's p95 from 40 to 45 s (docs/benchmarks.md).
     stream_trigger_s: float = Field(default=15.0, ge=0)
