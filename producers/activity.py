@@ -39,6 +39,7 @@ import typer
 from lakehouse.contracts import MAX_EVENT_MS, MIN_EVENT_MS, UNPARSEABLE, Contract
 from lakehouse.pipelines.activity import ACTIVITY_TOPIC, EVENT
 from producers.market import keep_sending, missing_topics, open_producer
+from producers.seeds import SEED_HELP, run_seed
 
 PRODUCTS = 40
 SECTIONS = ("/", "/search", "/products", "/deals", "/cart", "/checkout", "/account", "/help")
@@ -601,11 +602,12 @@ def main(
     late_by_s: int = typer.Option(180, min=1, help="how far behind the clock late events are"),
     duplicate_fraction: float = typer.Option(0.0, min=0.0, max=1.0),
     malformed_fraction: float = typer.Option(0.0, min=0.0, max=1.0),
-    seed: int = typer.Option(42),
+    seed: int | None = typer.Option(None, help=SEED_HELP),
     namespace: str = typer.Option("", help="send to the namespace's topic (user_activity-NS)"),
     verbose: bool = typer.Option(False, help="print one line per message sent (late: LATE)"),
 ) -> None:
     """Send simulated user activity to Kafka; print what was sent as JSON (last line)."""
+    seed = run_seed(seed)
     from lakehouse.layout import InvalidNamespace, Layout
     from lakehouse.settings import load_settings
 

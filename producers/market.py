@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 import typer
 
 from lakehouse.pipelines.market import REFERENCE, REFERENCE_TOPIC, TRADE, TRADES_TOPIC
+from producers.seeds import SEED_HELP, run_seed
 
 SECTORS = ("Technology", "Financials", "Energy", "Health Care", "Industrials", "Utilities")
 EXCHANGES = ("XNAS", "XNYS", "ARCX")
@@ -387,7 +388,7 @@ def main(
     count: int = typer.Option(0, min=0, help="stop after this many messages (0: no limit)"),
     duration: float = typer.Option(0.0, min=0.0, help="stop after this many seconds (0: no limit)"),
     symbols: int = typer.Option(500, min=1),
-    seed: int = typer.Option(42),
+    seed: int | None = typer.Option(None, help=SEED_HELP),
     start_ms: int = typer.Option(0, help="event time of the first message (0: now)"),
     step_ms: int = typer.Option(1, min=1, help="event time between messages, without --rate"),
     reference_every: int = typer.Option(200, min=1, help="one reference update per N trades"),
@@ -404,6 +405,7 @@ def main(
     """Send simulated trades and reference updates to Kafka; print what was sent as JSON."""
     from kafka.errors import KafkaError
 
+    seed = run_seed(seed)
     from lakehouse.settings import load_settings
 
     settings = load_settings()

@@ -63,6 +63,7 @@ from producers.activity import (
     send_all,
 )
 from producers.market import missing_topics, open_producer
+from producers.seeds import SEED_HELP, run_seed
 
 TOPIC_OF = {
     ORDER_CREATED: ORDERS_TOPIC,
@@ -445,11 +446,12 @@ def main(
     late_by_s: int = typer.Option(300, min=1, help="how far behind the clock late events are"),
     duplicates: float = typer.Option(0.0, min=0.0, max=1.0, help="messages sent twice"),
     malformed: float = typer.Option(0.0, min=0.0, max=1.0, help="malformed messages"),
-    seed: int = typer.Option(42),
+    seed: int | None = typer.Option(None, help=SEED_HELP),
     namespace: str = typer.Option("", help="send to the namespace's topics (orders-NS, ...)"),
     verbose: bool = typer.Option(False, help="print one line per message sent (late: LATE)"),
 ) -> None:
     """Send simulated orders and payments to Kafka; print what was sent as JSON (last line)."""
+    seed = run_seed(seed)
     from lakehouse.layout import InvalidNamespace, Layout
     from lakehouse.settings import load_settings
 

@@ -40,8 +40,10 @@ def writer_lock(writer: str) -> threading.Lock:
 
 
 @contextmanager
-def persisted(df: DataFrame) -> Iterator[DataFrame]:
-    """Keep a micro-batch cached while several writes read it, then release it.
+def persisted(df: DataFrame) -> Iterator[int]:
+    """Keep a micro-batch cached while several writes read it, then release it. Yields its
+    row count, which the writes take as the most rows any of their outputs has
+    (`append_to_tables`).
 
     Computed here, not by the first write: when a batch is replayed after a crash, the
     appends it already committed are skipped without running their plan, and then the stateful
@@ -50,10 +52,22 @@ def persisted(df: DataFrame) -> Iterator[DataFrame]:
     """
     df.persist()
     try:
-        df.count()
-        yield df
+        yield df.count()
     finally:
         df.unpersist()
+
+
+# A micro-batch's output is written by one task per this many rows. Kafka batches arrive in
+# a partition per topic partition and stateful output in one per state partition: written
+# as they came, 300 trades made three files, and each write task generates Delta's
+# statistics projection afresh, the largest part of an idle driver's write CPU
+# (docs/architecture.md, "What an idle driver spends its CPU on").
+ROWS_PER_WRITE_TASK = 100_000
+
+
+def write_tasks(rows: int) -> int:
+    """The tasks (and files per partition value) a write of at most `rows` rows gets."""
+    return max(1, -(-rows // ROWS_PER_WRITE_TASK))
 
 
 # How many of a table's newest commits a writer searches for its own last batch when it
@@ -118,7 +132,13 @@ def _open_for_append(spark: SparkSession, path: str, writer_id: str) -> int | No
 
 
 def append_exactly_once(
-    df: DataFrame, path: str, writer_id: str, batch_id: int, partitions: tuple[str, ...] = ()
+    df: DataFrame,
+    path: str,
+    writer_id: str,
+    batch_id: int,
+    partitions: tuple[str, ...] = (),
+    *,
+    rows: int | None = None,
 ) -> None:
     """Append one micro-batch unless the table already has it: a replayed (writer, batch)
     is skipped.
@@ -134,6 +154,9 @@ def append_exactly_once(
     sets them, so batches that older versions recorded that way are skipped as well.
     `writer_id` must change when batch ids start again (a new checkpoint): see
     `append_to_tables`.
+
+    `rows`, when known, bounds the rows of `df`: the write then runs in as few tasks as
+    they need (`write_tasks`) instead of one per partition of `df`.
     """
     key = (writer_id, path)
     first_in_process = key not in _LAST_BATCH
@@ -145,6 +168,8 @@ def append_exactly_once(
         log.info("%s: batch %d of %s is already in the table; skipped", path, batch_id, writer_id)
         _LAST_BATCH[key] = known
         return
+    if rows is not None:
+        df = df.coalesce(write_tasks(rows))  # never more partitions than df has
     writer = (
         df.write.format("delta")
         .mode("append")
@@ -164,10 +189,16 @@ def append_exactly_once(
 
 
 def append_to_tables(
-    layout: Layout, outputs: Iterable[tuple[str, DataFrame]], query: str, batch_id: int
+    layout: Layout,
+    outputs: Iterable[tuple[str, DataFrame]],
+    query: str,
+    batch_id: int,
+    *,
+    rows: int | None = None,
 ) -> None:
     """Each (table name, rows) of one micro-batch of `query` appended exactly once to that
-    registered table, at the layout's path and with its declared partitions.
+    registered table, at the layout's path and with its declared partitions. `rows`: the
+    micro-batch's row count (`persisted`), when no output has more rows than the batch.
 
     The Delta writer id is the query's name with its checkpoint's query id: a deleted or
     reset checkpoint numbers its batches from 0 again, and under the bare name Delta would
@@ -176,7 +207,9 @@ def append_to_tables(
     writer_id = sink_identity(query, layout.checkpoint(query))
     for name, df in outputs:
         table = layout.registry.table(name)
-        append_exactly_once(df, layout.table(table), writer_id, batch_id, table.partitions)
+        append_exactly_once(
+            df, layout.table(table), writer_id, batch_id, table.partitions, rows=rows
+        )
 
 
 def create_missing_tables(layout: Layout, outputs: Iterable[tuple[str, DataFrame]]) -> None:

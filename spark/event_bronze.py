@@ -144,12 +144,12 @@ class EventBronze:
 
         def per_batch(batch: DataFrame, batch_id: int) -> None:
             count_lost_offsets(settings, self.query, checkpoint, batch_id)  # before reading
-            with writer_lock(self.query), persisted(batch):
+            with writer_lock(self.query), persisted(batch) as rows:
                 watermark_ms = batch_watermark_ms(checkpoint, batch_id)
                 events_out, quarantine, late = self.split(batch, watermark_ms)
                 count_late_drops(self.query, batch_id, late.count())
                 outputs = ((self.events_table, events_out), (self.quarantine_table, quarantine))
-                append_to_tables(layout, outputs, self.query, batch_id)
+                append_to_tables(layout, outputs, self.query, batch_id, rows=rows)
                 if extra_sink is not None:
                     extra_sink(events_out, batch_id, checkpoint)
 

@@ -79,8 +79,8 @@ class PingQueries:
         layout = ctx.layout
 
         def per_batch(batch: DataFrame, batch_id: int) -> None:
-            with writer_lock(QUERY), persisted(batch):
-                append_to_tables(layout, outputs(batch).items(), QUERY, batch_id)
+            with writer_lock(QUERY), persisted(batch) as rows:
+                append_to_tables(layout, outputs(batch).items(), QUERY, batch_id, rows=rows)
 
         def start():
             return (

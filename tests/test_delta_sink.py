@@ -88,3 +88,24 @@ def test_a_replayed_batch_is_skipped_and_appends_rebuild_no_state(spark, tmp_pat
     assert count() == 23
     append(10, 5)
     assert count() == 28
+
+
+@pytest.mark.parametrize(("rows", "tasks"), [(0, 1), (300, 1), (100_000, 1), (100_001, 2)])
+def test_a_batch_gets_a_write_task_per_hundred_thousand_rows(rows, tasks):
+    assert delta_sink.write_tasks(rows) == tasks
+
+
+@pytest.mark.spark
+def test_a_small_batch_is_written_as_one_file_per_partition_value(spark, tmp_path):
+    """A micro-batch in three partitions (three Kafka partitions) whose row count is known
+    makes one file per date, not one per partition and date."""
+    path = str(tmp_path / "events")
+    batch = spark.range(0, 300, numPartitions=3).selectExpr(
+        "id", "date_add(date'2026-12-01', cast(id % 2 as int)) as event_date"
+    )
+    delta_sink._LAST_BATCH.clear()
+    delta_sink.append_exactly_once(batch, path, "q:1", 0, ("event_date",))
+    delta_sink.append_exactly_once(batch, path, "q:1", 1, ("event_date",), rows=300)
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").orderBy("version").collect()
+    assert [h.operationMetrics["numFiles"] for h in history] == ["6", "2"]
+    assert spark.read.format("delta").load(path).count() == 600

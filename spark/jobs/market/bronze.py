@@ -90,8 +90,10 @@ def _by_table(outputs: BronzeOutputs) -> list[tuple[str, DataFrame]]:
     ]
 
 
-def load_batch(layout: Layout, outputs: BronzeOutputs, batch_id: int) -> None:
-    append_to_tables(layout, _by_table(outputs), QUERY_NAME, batch_id)
+def load_batch(
+    layout: Layout, outputs: BronzeOutputs, batch_id: int, rows: int | None = None
+) -> None:
+    append_to_tables(layout, _by_table(outputs), QUERY_NAME, batch_id, rows=rows)
 
 
 def ensure_tables(spark: SparkSession, layout: Layout) -> None:
@@ -113,8 +115,8 @@ def start(
     def per_batch(batch: DataFrame, batch_id: int) -> None:
         count_lost_offsets(settings, QUERY_NAME, layout.checkpoint(QUERY_NAME), batch_id)
         # The three writes read the same micro-batch: fetch it from Kafka once.
-        with writer_lock(QUERY_NAME), persisted(batch):
-            load_batch(layout, transform(batch, layout), batch_id)
+        with writer_lock(QUERY_NAME), persisted(batch) as rows:
+            load_batch(layout, transform(batch, layout), batch_id, rows)
 
     return (
         extract(spark, settings, layout, max_offsets=max_offsets)

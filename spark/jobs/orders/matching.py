@@ -194,9 +194,9 @@ def start(
 
     def per_batch(batch: DataFrame, batch_id: int) -> None:
         advanced = batch_heartbeat(QUERY_NAME)
-        with writer_lock(QUERY_NAME), persisted(batch):
+        with writer_lock(QUERY_NAME), persisted(batch) as rows:
             changes = state_changes(batch)
-            append_to_tables(layout, ((CHANGES_TABLE, changes),), QUERY_NAME, batch_id)
+            append_to_tables(layout, ((CHANGES_TABLE, changes),), QUERY_NAME, batch_id, rows=rows)
             advanced()
             latest = latest_per_order(changes).persist()
             try:

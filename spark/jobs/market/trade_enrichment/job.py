@@ -206,13 +206,15 @@ def split_output(output: DataFrame) -> tuple[DataFrame, DataFrame]:
     return silver, quarantine
 
 
-def load_batch(settings: Settings, layout: Layout, output: DataFrame, batch_id: int) -> None:
+def load_batch(
+    settings: Settings, layout: Layout, output: DataFrame, batch_id: int, rows: int | None = None
+) -> None:
     silver, quarantine = split_output(output)
     # The live bars first: once silver shows a batch, so do they (each write is once per
     # batch on its own, so a crash between the two loses and doubles nothing).
     live_bars.load(settings, layout, silver, QUERY_NAME, batch_id)
     outputs = (("trades_enriched", silver), ("quarantine_trades_enrichment", quarantine))
-    append_to_tables(layout, outputs, QUERY_NAME, batch_id)
+    append_to_tables(layout, outputs, QUERY_NAME, batch_id, rows=rows)
 
 
 def start(
@@ -227,8 +229,8 @@ def start(
 ):
     def per_batch(batch: DataFrame, batch_id: int) -> None:
         # Three writes read the batch: compute the stateful output once.
-        with writer_lock(QUERY_NAME), persisted(batch):
-            load_batch(settings, layout, batch, batch_id)
+        with writer_lock(QUERY_NAME), persisted(batch) as rows:
+            load_batch(settings, layout, batch, batch_id, rows)
 
     trades, references = extract(spark, layout, max_files=max_files)
     return (
