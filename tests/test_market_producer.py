@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -113,3 +114,12 @@ def test_a_run_split_over_processes_keeps_its_count_and_rate():
     assert [p.simulator for p in parts] == [{"seed": 4, "worker": k} for k in range(3)]
     with pytest.raises(ValueError, match="less than one message per process"):
         split(run, 11)
+
+
+def test_a_run_without_a_seed_takes_a_new_one_from_the_clock():
+    """Demo feeds restarted later must not resend their last run's trade ids."""
+    from producers.seeds import run_seed
+
+    before = int(time.time())
+    assert before <= run_seed(None) <= int(time.time())
+    assert run_seed(7) == 7
