@@ -94,6 +94,11 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # reports them). Delta leaves it off on S3 for concurrent writers; here one driver
         # writes each table, and VACUUM runs in it under the writer's lock.
         "spark.databricks.delta.vacuum.logging.enabled": "true",
+        # No .crc file beside each commit: writing one through S3A builds a new S3 client,
+        # then PUTs, copies and deletes a temporary object, a sixth of an idle market
+        # driver's S3 calls (docs/architecture.md). The driver keeps each table's checksum
+        # in memory all the same; readers (Spark, delta-rs, DuckDB) do not need the files.
+        "spark.databricks.delta.writeChecksumFile.enabled": "false",
     }
 
 
