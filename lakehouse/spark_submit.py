@@ -17,6 +17,14 @@ from lakehouse.settings import Settings
 DEFAULT_CONN_ID = "spark_default"
 
 
+def submit_environment(settings: Settings) -> dict[str, str]:
+    """What spark-submit's JVM needs in its environment besides the launcher's. The driver's
+    UI binds to SPARK_LOCAL_IP and to every interface without it: under spark-submit the JVM
+    starts before build_spark_session could set it (spark.driver.bindAddress covers only
+    the RPC endpoint and the block manager)."""
+    return {"SPARK_LOCAL_IP": settings.bind_host}
+
+
 def submit_hook(settings: Settings, name: str, args: list[str], conn_id: str = DEFAULT_CONN_ID):
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
@@ -35,6 +43,7 @@ def submit_hook(settings: Settings, name: str, args: list[str], conn_id: str = D
         name=name,
         driver_memory=settings.spark_driver_memory,
         application_args=args,
+        env_vars=submit_environment(settings),
         verbose=False,
     )
 

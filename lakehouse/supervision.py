@@ -201,10 +201,15 @@ def driver_log(settings: Settings, job_key: str) -> Path:
 
 
 def driver_environment(settings: Settings) -> dict[str, str]:
-    """The launcher's environment, plus the settings that decide which job hosts which
-    pipeline: the driver must find the job it is given in the registry it loads."""
+    """The launcher's environment and spark-submit's own (`submit_environment`), plus the
+    settings that decide which job hosts which pipeline: the driver must find the job it is
+    given in the registry it loads."""
     flag = "true" if settings.streams_in_one_driver else "false"
-    return {**os.environ, "LAKEHOUSE_STREAMS_IN_ONE_DRIVER": flag}
+    return {
+        **os.environ,
+        **spark_submit.submit_environment(settings),
+        "LAKEHOUSE_STREAMS_IN_ONE_DRIVER": flag,
+    }
 
 
 def launch(settings: Settings, job: StreamJob, namespace: str, timeout_s: float = 180.0) -> int:
