@@ -31,13 +31,22 @@ def analytics_dbt_full_test():
         # all_done: a pipeline's failed or skipped tests do not skip the next pipeline's.
         @task(task_id=f"test_{name}", execution_timeout=timedelta(hours=2), trigger_rule="all_done")
         def dbt_test(pipeline: str = name, select: str = selector) -> None:
-            from lakehouse.analytics import check_whole_lake
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from lakehouse.analytics import check_whole_lake, models_built
             from lakehouse.layout import Layout
             from lakehouse.orchestration import skip_unless_chosen, task_settings
 
             params = get_current_context()["params"]
             skip_unless_chosen(pipeline, params["pipelines"])
             settings = task_settings()
+            # A new platform runs this DAG at once, before the first build. Some of the
+            # models missing while others exist is a fault: dbt test reports it.
+            if not any(models_built(settings, select).values()):
+                raise AirflowSkipException(
+                    f"none of the models of {select} is built yet (analytics_dbt builds them "
+                    "after the first sync): nothing to test"
+                )
             lake_root = Layout(settings, params["namespace"]).lake_root
             print(check_whole_lake(settings, select, lake_root=lake_root)[-20000:])
 

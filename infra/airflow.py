@@ -1,4 +1,5 @@
-"""Airflow 3: api-server, scheduler, dag-processor and triggerer under one supervised shell.
+"""Airflow 3: api-server, scheduler, dag-processor (and the triggerer when
+settings.airflow_triggerer says so) under one supervised shell.
 
 Why not `airflow standalone`: its scheduler and triggerer always start the task-log servers
 on fixed ports 8793/8794 bound to every interface, which collide with any other Airflow on
@@ -20,12 +21,8 @@ from infra.base import Service, ServiceError
 from infra.spark_cluster import spark_home
 from lakehouse.settings import PROJECT_ROOT, Settings
 
-_COMPONENTS = [
-    "api-server",
-    "scheduler --skip-serve-logs",
-    "dag-processor",
-    "triggerer --skip-serve-logs",
-]
+_COMPONENTS = ["api-server", "scheduler --skip-serve-logs", "dag-processor"]
+_TRIGGERER = "triggerer --skip-serve-logs"
 
 
 class AirflowService(Service):
@@ -115,8 +112,11 @@ class AirflowService(Service):
                 f"{s.postgres_port}?):\n{tail}"
             )
 
+    def components(self) -> list[str]:
+        return [*_COMPONENTS, *([_TRIGGERER] if self.settings.airflow_triggerer else [])]
+
     def command(self) -> list[str]:
-        """The four components, each started again 5 s after it exits: the scheduler and
+        """The components, each started again 5 s after it exits: the scheduler and
         the API server exit when their metadata database goes away (a Postgres restart,
         measured by the chaos run), and without them no DAG supervises the streams.
         `stop` signals the whole process group, loops included."""
@@ -125,7 +125,7 @@ class AirflowService(Service):
             f"while true; do {airflow} {component}; "
             f'echo "airflow {component.split()[0]} exited ($?); starting it again in 5 s"; '
             "sleep 5; done &"
-            for component in _COMPONENTS
+            for component in self.components()
         )
         return ["bash", "-c", f"{loops} wait"]
 
@@ -137,10 +137,10 @@ class AirflowService(Service):
                 health = json.load(response)
         except (OSError, ValueError):
             return False
-        return all(
-            (health.get(part) or {}).get("status") == "healthy"
-            for part in ("metadatabase", "scheduler", "dag_processor", "triggerer")
-        )
+        parts = ["metadatabase", "scheduler", "dag_processor"]
+        if self.settings.airflow_triggerer:
+            parts.append("triggerer")
+        return all((health.get(part) or {}).get("status") == "healthy" for part in parts)
 
 
 def airflow_cli(settings: Settings, *arguments: str, timeout_s: float = 300) -> str:

@@ -99,6 +99,25 @@ def build_marts(
     return _checked(settings, args, lake_root)
 
 
+def models_built(settings: Settings, select: str) -> dict[str, bool]:
+    """Each model `select` names, and whether the marts' DuckDB file holds it yet (none on
+    a new platform until the analytics DAG's first build)."""
+    import duckdb
+
+    listed = ["--quiet", "ls", "--select", select, "--resource-type", "model", "--output", "name"]
+    models = _checked(settings, listed, None).split()
+    tables: list[tuple[str]] = []
+    if settings.duckdb_path.exists():
+        # Under the dbt lock: a build holds the file for writing, and then no one may read it.
+        with (
+            one_dbt_at_a_time(settings),
+            duckdb.connect(str(settings.duckdb_path), read_only=True) as con,
+        ):
+            tables = con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    stored = {name for (name,) in tables}
+    return {model: model in stored for model in models}
+
+
 def check_whole_lake(settings: Settings, select: str, *, lake_root: str | None = None) -> str:
     """`dbt test` of the selected models over the whole lake (a scheduled build tests only
     what it read and wrote): its output, or DbtFailed carrying it."""
