@@ -607,9 +607,10 @@ def main(
     verbose: bool = typer.Option(False, help="print one line per message sent (late: LATE)"),
 ) -> None:
     """Send simulated user activity to Kafka; print what was sent as JSON (last line)."""
-    seed = run_seed(seed)
     from lakehouse.layout import InvalidNamespace, Layout
     from lakehouse.settings import load_settings
+
+    seed = run_seed(seed)
 
     start_ms = parse_start(start) if start else None
     try:

@@ -405,9 +405,9 @@ def main(
     """Send simulated trades and reference updates to Kafka; print what was sent as JSON."""
     from kafka.errors import KafkaError
 
-    seed = run_seed(seed)
     from lakehouse.settings import load_settings
 
+    seed = run_seed(seed)
     settings = load_settings()
     # The supervisor stops us with SIGTERM: leave through `finally` so buffered messages flush.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

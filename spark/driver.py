@@ -142,19 +142,23 @@ def run(
 
     job_key = job.key(layout.namespace)
     spark = build_spark_session(job.name, settings, master=options.master or None)
-    contexts = [
-        DriverContext(
-            spark,
-            settings,
-            layout,
-            job_key,
-            options.trigger(pipeline, settings),
-            options.max_offsets or None,
+    # Each pipeline's factory with its context (the contexts differ in their trigger).
+    hosted = [
+        (
+            factory,
+            DriverContext(
+                spark,
+                settings,
+                layout,
+                job_key,
+                options.trigger(pipeline, settings),
+                options.max_offsets or None,
+            ),
         )
-        for pipeline in job.pipelines
+        for pipeline, factory in zip(job.pipelines, factories, strict=True)
     ]
     spark.streams.addListener(PostgresProgressListener(settings, job_key))
-    for factory, ctx in zip(factories, contexts, strict=True):
+    for factory, ctx in hosted:
         factory.prepare(ctx)
     # OPTIMIZE/VACUUM of this driver's tables run here, under the writers' locks.
     maintenance = MaintenanceWorker(
@@ -164,11 +168,7 @@ def run(
         {t.name: (t, layout.table(t)) for t in job.tables()},
         layout.checkpoint_root,
     )
-    starters = [
-        starter
-        for factory, ctx in zip(factories, contexts, strict=True)
-        for starter in factory.starters(ctx)
-    ]
+    starters = [starter for factory, ctx in hosted for starter in factory.starters(ctx)]
     started = []
 
     def stop(*_) -> None:
